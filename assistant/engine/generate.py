@@ -1,0 +1,379 @@
+"""Streaming generation: one engine API for the CLI, the GUI worker and the tests.
+
+``Engine.stream`` returns an iterator of text pieces. It runs in the caller's thread (the GUI's worker thread owns
+the model), checks a thread-safe cancel token between tokens, holds back text that might be the start of a stop
+string, never yields half a UTF-8 character, and records stats (time to first token, tokens/s, token counts).
+
+The decode loop calls the model directly with a KV cache instead of ``model.generate()`` plus a streamer thread:
+cancel then takes effect within one token, exceptions surface in the caller's thread, and no extra thread competes
+for the two CPU cores.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from assistant.core.errors import InputError, ModelError
+from assistant.core.prompts import Message, Prompt
+from assistant.core.settings import SamplerSettings
+
+if TYPE_CHECKING:
+    import torch
+
+    from assistant.engine.models import LoadedModel
+
+_END_OF_TURN_TOKENS = (
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|end_of_turn|>",
+    "<|endoftext|>",
+)
+_FALLBACK_USER = "User:"
+_FALLBACK_ASSISTANT = "Assistant:"
+
+
+class CancelToken:
+    """Set from any thread (the UI's Stop, Ctrl-C); the generating thread checks it between tokens."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def reset(self) -> None:
+        self._event.clear()
+
+
+@dataclass
+class GenerationStats:
+    load_s: float = 0.0
+    ttft_ms: float = 0.0
+    """From the call to the first generated token (the prompt's prefill plus one step)."""
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    tok_s: float = 0.0
+    """Decode speed after the first token."""
+    total_s: float = 0.0
+    finish_reason: str = ""
+    """"eos" (the model ended), "stop" (a stop string), "length" (max_new_tokens), "cancelled"."""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("load_s", "total_s"):
+            data[key] = round(data[key], 3)
+        data["ttft_ms"] = round(data["ttft_ms"], 1)
+        data["tok_s"] = round(data["tok_s"], 2)
+        return data
+
+
+class IncrementalDecoder:
+    """Turns a growing list of token ids into text pieces, never splitting a character.
+
+    Decodes a small window (the previous token plus the new ones) so tokenizers that drop a leading space at the
+    start of a decode still produce the right text, and waits while the text ends in U+FFFD (half a character).
+    """
+
+    def __init__(self, tokenizer: Any, prompt_ids: Sequence[int]) -> None:
+        self._tokenizer = tokenizer
+        self._ids: list[int] = list(prompt_ids[-4:])
+        self._prefix_offset = 0
+        self._read_offset = len(self._ids)
+
+    def push(self, token_id: int) -> str:
+        self._ids.append(token_id)
+        decode = self._tokenizer.decode
+        prefix_text = decode(self._ids[self._prefix_offset : self._read_offset], skip_special_tokens=True)
+        new_text = decode(self._ids[self._prefix_offset :], skip_special_tokens=True)
+        if len(new_text) > len(prefix_text) and not new_text.endswith("\ufffd"):
+            piece = new_text[len(prefix_text) :]
+            self._prefix_offset = self._read_offset
+            self._read_offset = len(self._ids)
+            return piece
+        return ""
+
+
+class StopStringFilter:
+    """Passes text through until a stop string appears, holding back any tail that could start one."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self._stops = [stop for stop in stops if stop]
+        self._pending = ""
+        self.stopped = False
+
+    def push(self, piece: str) -> str:
+        if self.stopped:
+            return ""
+        self._pending += piece
+        if not self._stops:
+            out, self._pending = self._pending, ""
+            return out
+        cut = min((index for stop in self._stops if (index := self._pending.find(stop)) >= 0), default=-1)
+        if cut >= 0:
+            self.stopped = True
+            out, self._pending = self._pending[:cut], ""
+            return out
+        hold = 0
+        for stop in self._stops:
+            for length in range(min(len(stop) - 1, len(self._pending)), hold, -1):
+                if self._pending.endswith(stop[:length]):
+                    hold = length
+                    break
+        out = self._pending[: len(self._pending) - hold]
+        self._pending = self._pending[len(self._pending) - hold :]
+        return out
+
+    def flush(self) -> str:
+        """Text held back when the generation ends for another reason: it was not a stop string after all."""
+        out, self._pending = ("" if self.stopped else self._pending), ""
+        return out
+
+
+@dataclass
+class _Measure:
+    """The PromptMeasure a task gets from the engine: token counts against the room left for the prompt."""
+
+    engine: Engine
+    limit: int
+    _cache: dict[object, int] = field(default_factory=dict)
+
+    def count_prompt(self, prompt: Prompt) -> int:
+        messages = prompt.messages or ()
+        key = (prompt.text, tuple((message["role"], message["content"]) for message in messages))
+        if key not in self._cache:
+            self._cache[key] = len(self.engine.encode(prompt))
+        return self._cache[key]
+
+
+class TextStream:
+    """An iterator of text pieces; ``stats`` is complete once the iteration ends."""
+
+    def __init__(self, pieces: Iterator[str], stats: GenerationStats) -> None:
+        self._pieces = pieces
+        self.stats = stats
+
+    def __iter__(self) -> Iterator[str]:
+        return self._pieces
+
+    def text(self) -> str:
+        return "".join(self._pieces)
+
+
+class Engine:
+    """A loaded model plus everything needed to run prompts on it. Use from one thread at a time."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.tokenizer = loaded.tokenizer
+        self.model = loaded.model
+        self._end_ids = self._find_end_ids()
+        self.last_stats: GenerationStats | None = None
+
+    # --- prompts -------------------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.loaded.name
+
+    @property
+    def context_length(self) -> int:
+        return self.loaded.context_length
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def measure(self, max_new_tokens: int) -> _Measure:
+        """What tasks fit their prompts against: the context minus the answer's room."""
+        return _Measure(self, self.context_length - max_new_tokens)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def render_chat(self, messages: Sequence[Message]) -> str:
+        """The model's own chat template; a plain 'User:/Assistant:' transcript when it has none."""
+        if self.has_chat_template:
+            try:
+                return str(
+                    self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+                )
+            except Exception as error:  # some templates refuse a system role: fold it into the first message
+                if messages and messages[0]["role"] == "system" and len(messages) > 1:
+                    merged = dict(messages[1])
+                    merged["content"] = f"{messages[0]['content']}\n\n{merged['content']}"
+                    return self.render_chat([merged, *messages[2:]])
+                raise ModelError(f"The model's chat template failed: {error}") from error
+        lines: list[str] = []
+        for message in messages:
+            role, content = message["role"], message["content"]
+            if role == "system":
+                lines.append(content + "\n")
+            elif role == "user":
+                lines.append(f"{_FALLBACK_USER} {content}")
+            else:
+                lines.append(f"{_FALLBACK_ASSISTANT} {content}")
+        lines.append(_FALLBACK_ASSISTANT)
+        return "\n".join(lines)
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        if prompt.messages is not None:
+            text = self.render_chat(prompt.messages)
+            return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return list(self.tokenizer(prompt.text or "")["input_ids"])
+
+    def _stops_for(self, prompt: Prompt) -> list[str]:
+        stops = list(prompt.stop)
+        if prompt.messages is not None and not self.has_chat_template:
+            stops.append("\n" + _FALLBACK_USER)
+        return stops
+
+    def _find_end_ids(self) -> set[int]:
+        ids: set[int] = set()
+        for source in (
+            self.tokenizer.eos_token_id,
+            getattr(self.model.generation_config, "eos_token_id", None),
+        ):
+            if isinstance(source, int):
+                ids.add(source)
+            elif isinstance(source, (list, tuple)):
+                ids.update(value for value in source if isinstance(value, int))
+        vocab = self.tokenizer.get_vocab()
+        special = set(getattr(self.tokenizer, "all_special_tokens", []))
+        for token in _END_OF_TURN_TOKENS:
+            if token in vocab and token in special:
+                ids.add(vocab[token])
+        return ids
+
+    # --- generation ----------------------------------------------------------------------------------------
+
+    def stream(
+        self,
+        prompt: Prompt,
+        settings: SamplerSettings | None = None,
+        cancel: CancelToken | None = None,
+    ) -> TextStream:
+        settings = settings or SamplerSettings()
+        try:
+            settings.validate()
+        except ValueError as error:
+            raise InputError(f"Invalid sampler setting: {error}.") from None
+        prompt_ids = self.encode(prompt)
+        if not prompt_ids:
+            raise InputError("The prompt is empty: there is nothing to continue.")
+        if len(prompt_ids) + settings.max_new_tokens > self.context_length:
+            raise InputError(
+                f"The prompt ({len(prompt_ids):,} tokens) and the answer ({settings.max_new_tokens:,}) "
+                f"do not fit in this model's context of {self.context_length:,} tokens."
+            )
+        stats = GenerationStats(load_s=self.loaded.load_seconds, prompt_tokens=len(prompt_ids))
+        self.last_stats = stats
+        pieces = self._decode(prompt_ids, settings, cancel or CancelToken(), self._stops_for(prompt), stats)
+        return TextStream(pieces, stats)
+
+    def generate(
+        self, prompt: Prompt, settings: SamplerSettings | None = None, cancel: CancelToken | None = None
+    ) -> str:
+        return self.stream(prompt, settings, cancel).text()
+
+    def _decode(
+        self,
+        prompt_ids: list[int],
+        settings: SamplerSettings,
+        cancel: CancelToken,
+        stops: list[str],
+        stats: GenerationStats,
+    ) -> Iterator[str]:
+        import torch
+
+        from assistant.engine.sampling import build_processors, pick_token
+
+        started = time.perf_counter()
+        device = self.loaded.input_device
+        processors = build_processors(settings)
+        seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little")
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        decoder = IncrementalDecoder(self.tokenizer, prompt_ids)
+        stop_filter = StopStringFilter(stops)
+        all_ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
+        cache = _new_cache(self.model)
+        first_token_at = 0.0
+        finish = "length"
+        try:
+            with torch.inference_mode():
+                if cancel.cancelled:
+                    finish = "cancelled"
+                    return
+                outputs = self._forward(all_ids, cache, prefill=True)
+                for step in range(settings.max_new_tokens):
+                    logits = outputs.logits[:, -1, :].float()
+                    token = pick_token(logits, all_ids, processors, settings, generator)
+                    stats.new_tokens = step + 1
+                    if step == 0:
+                        first_token_at = time.perf_counter()
+                        stats.ttft_ms = (first_token_at - started) * 1000
+                    if token in self._end_ids:
+                        finish = "eos"
+                        break
+                    piece = stop_filter.push(decoder.push(token))
+                    if piece:
+                        yield piece
+                    if stop_filter.stopped:
+                        finish = "stop"
+                        break
+                    if cancel.cancelled:
+                        finish = "cancelled"
+                        break
+                    if step + 1 == settings.max_new_tokens:
+                        break
+                    next_ids = torch.tensor([[token]], dtype=torch.long, device=device)
+                    all_ids = torch.cat([all_ids, next_ids], dim=1)
+                    outputs = self._forward(next_ids, cache, prefill=False)
+                    if cancel.cancelled:
+                        finish = "cancelled"
+                        break
+            if finish != "cancelled":
+                tail = stop_filter.flush()
+                if tail:
+                    yield tail
+        except (RuntimeError, MemoryError) as error:
+            if "out of memory" in str(error).lower() or isinstance(error, MemoryError):
+                raise ModelError(
+                    "Not enough memory to generate this answer; try a shorter text or a smaller --max-new-tokens."
+                ) from error
+            raise
+        finally:
+            ended = time.perf_counter()
+            stats.finish_reason = finish
+            stats.total_s = ended - started
+            if first_token_at and stats.new_tokens > 1:
+                stats.tok_s = (stats.new_tokens - 1) / max(ended - first_token_at, 1e-9)
+
+    def _forward(self, input_ids: torch.Tensor, cache: Any, prefill: bool) -> Any:
+        kwargs: dict[str, Any] = {"past_key_values": cache, "use_cache": True}
+        if prefill:
+            # Only the last position's logits are needed: an 8k-token prompt would otherwise cost 1.6 GB of logits.
+            kwargs["logits_to_keep"] = 1
+        return self.model(input_ids=input_ids, **kwargs)
+
+
+def _new_cache(model: Any) -> Any:
+    from transformers import DynamicCache
+
+    try:
+        return DynamicCache(config=model.config)
+    except TypeError:  # older transformers
+        return DynamicCache()
+
+
+ProgressCallback = Callable[[str, float | None], None]

