@@ -11,6 +11,7 @@ for the two CPU cores.
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 import time
@@ -178,6 +179,9 @@ class Engine:
         self.tokenizer = loaded.tokenizer
         self.model = loaded.model
         self._end_ids = self._find_end_ids()
+        # transformers 5.2x renamed the forward argument; older releases only know "past_key_values".
+        parameters = inspect.signature(self.model.forward).parameters
+        self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
         self.last_stats: GenerationStats | None = None
 
     # --- prompts -------------------------------------------------------------------------------------------
@@ -360,7 +364,7 @@ class Engine:
                 stats.tok_s = (stats.new_tokens - 1) / max(ended - first_token_at, 1e-9)
 
     def _forward(self, input_ids: torch.Tensor, cache: Any, prefill: bool) -> Any:
-        kwargs: dict[str, Any] = {"past_key_values": cache, "use_cache": True}
+        kwargs: dict[str, Any] = {self._cache_argument: cache, "use_cache": True}
         if prefill:
             # Only the last position's logits are needed: an 8k-token prompt would otherwise cost 1.6 GB of logits.
             kwargs["logits_to_keep"] = 1

@@ -72,6 +72,8 @@ class LoadedModel:
     placement: Placement
     load_seconds: float
     from_conversion_cache: bool = False
+    import_seconds: float = 0.0
+    """Time spent importing torch and transformers, reported apart from ``load_seconds``."""
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -172,9 +174,14 @@ def load_model(
     progress: ProgressCallback | None = None,
 ) -> LoadedModel:
     """Load a model for generation, translating every failure into a ModelError a user can act on."""
-    started = time.perf_counter()
     report = progress or (lambda _stage, _fraction: None)
     source = resolve_source(requested)
+    import_started = time.perf_counter()
+    report("Starting the AI libraries", None)
+    import torch  # noqa: F401  (the import itself takes seconds; it is reported apart from the load)
+    import transformers  # noqa: F401
+
+    started = time.perf_counter()
     placement = choose_placement(device, dtype)
     _check_memory(source, placement)
     report(f"Loading {source.display_name}", None)
@@ -192,6 +199,7 @@ def load_model(
         placement=placement,
         load_seconds=time.perf_counter() - started,
         from_conversion_cache=cached,
+        import_seconds=started - import_started,
     )
     report("Model ready", 1.0)
     return loaded
@@ -225,9 +233,35 @@ def _load(
         return _place(model, placement), tokenizer, False
 
     location = source.location
-    tokenizer = AutoTokenizer.from_pretrained(location, **common)
+    _check_architecture(location, source, common)
     model = AutoModelForCausalLM.from_pretrained(location, **common, **placement_args)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **common)
+    except Exception as error:
+        raise ModelError(
+            f"{source.display_name} has no usable tokenizer (tokenizer.json or tokenizer.model) beside its weights."
+        ) from error
     return _place(model, placement), tokenizer, False
+
+
+def _check_architecture(location: str, source: ModelSource, common: dict[str, Any]) -> None:
+    """Say plainly when a folder holds a model transformers cannot run, or one that does not generate text."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    try:
+        config = AutoConfig.from_pretrained(location, **common)
+    except (ValueError, KeyError) as error:
+        raise ModelError(
+            f"{source.display_name} uses a model architecture that this transformers version does not support."
+        ) from error
+    if getattr(config, "auto_map", None) and common.get("trust_remote_code"):
+        return
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        raise ModelError(
+            f"{source.display_name} is a '{config.model_type}' model, which cannot generate text; "
+            "choose a text-generation (causal language) model."
+        )
 
 
 def _place(model: PreTrainedModel, placement: Placement) -> PreTrainedModel:

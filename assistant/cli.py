@@ -1,0 +1,425 @@
+"""Headless commands on the same engine the GUI uses: generate, chat, models.
+
+Results stream to stdout; model-load progress, errors and ``--stats`` go to stderr, so output can be piped.
+Exit codes: 0 success, 2 usage or bad input, 3 model error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TextIO
+
+from assistant import __version__
+from assistant.core.documents import MAX_TEXT_BYTES, decode_bytes, read_text_file
+from assistant.core.errors import InputError, ModelError, PenwrightError
+from assistant.core.prompts import (
+    CODE_MODES,
+    POEM_FORMS,
+    REWRITE_STYLES,
+    TASKS,
+    ChatRequest,
+    CodeRequest,
+    Message,
+    PoemRequest,
+    RewriteRequest,
+    StoryRequest,
+    TranslateRequest,
+)
+from assistant.core.settings import SamplerSettings
+
+if TYPE_CHECKING:
+    from assistant.engine.generate import CancelToken, Engine, TextStream
+    from assistant.engine.tasks import TaskRequest
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_MODEL = 3
+EXIT_INTERRUPTED = 130
+
+
+# --- arguments -------------------------------------------------------------------------------------------------
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    from assistant.engine.devices import DEVICE_CHOICES, DTYPE_CHOICES
+
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", metavar="PATH_OR_ID", help="a .gguf file, a model folder or a cached model id")
+    group.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to run (default: auto)")
+    group.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help="weight precision (default: auto)")
+    group.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run Python code shipped with the model (only for models whose authors you trust)",
+    )
+
+
+def _sampler_options(parser: argparse.ArgumentParser, max_new_tokens: int) -> None:
+    defaults = SamplerSettings()
+    group = parser.add_argument_group("sampling")
+    group.add_argument("--max-new-tokens", type=int, default=max_new_tokens, metavar="N")
+    group.add_argument("--temperature", type=float, default=None, help=f"0 = greedy (default {defaults.temperature})")
+    group.add_argument("--top-p", type=float, default=None, help=f"default {defaults.top_p}")
+    group.add_argument("--top-k", type=int, default=None, help=f"0 = off (default {defaults.top_k})")
+    group.add_argument("--min-p", type=float, default=None, help=f"default {defaults.min_p}")
+    group.add_argument("--repetition-penalty", type=float, default=None, help=f"default {defaults.repetition_penalty}")
+    group.add_argument("--seed", type=int, default=None, help="the same seed gives the same text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="penwright",
+        description="Penwright: a private, offline writing assistant.",
+    )
+    parser.add_argument("--version", action="version", version=f"penwright {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and library logs")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    generate = commands.add_parser("generate", help="run one task and stream the result to stdout")
+    generate.add_argument("--task", required=True, choices=TASKS)
+    generate.add_argument("--prompt", metavar="TEXT", help="the text to work on (or the theme, message, instruction)")
+    generate.add_argument("--input", metavar="FILE", help="read the text from FILE ('-' for stdin)")
+    generate.add_argument("--stats", action="store_true", help="print one JSON line of timings to stderr at the end")
+    task = generate.add_argument_group("task options")
+    task.add_argument("--memory", default="", help="story: facts always kept in view")
+    task.add_argument("--authors-note", default="", help="story: a steering note placed near the end")
+    task.add_argument("--form", default="free verse", help=f"poem: {', '.join(POEM_FORMS)} or your own")
+    task.add_argument("--style", default=None, help=f"poem: a style; rewrite: {', '.join(REWRITE_STYLES)}, custom")
+    task.add_argument("--instruction", default="", help="rewrite: your own instruction")
+    task.add_argument("--language", default=None, help="translate: target language; code: programming language")
+    task.add_argument("--mode", default="complete", choices=CODE_MODES, help="code: what to do (default complete)")
+    task.add_argument("--error", default="", help="code --mode fix: the error message")
+    task.add_argument("--system", default=None, help="chat: the system prompt")
+    _model_options(generate)
+    _sampler_options(generate, 256)
+
+    chat = commands.add_parser("chat", help="talk with the model (Ctrl-C stops an answer, Ctrl-D quits)")
+    chat.add_argument("--system", default=None, help="the system prompt")
+    chat.add_argument("--stats", action="store_true", help="print timings after each answer")
+    _model_options(chat)
+    _sampler_options(chat, 512)
+
+    commands.add_parser("models", help="list the bundled model, cached models and cached conversions")
+    return parser
+
+
+# --- input -----------------------------------------------------------------------------------------------------
+
+
+def read_input(source: str, stdin: Any = None, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """Text from a file or stdin ('-'), refusing binary, undecodable, empty and oversized input."""
+    if source == "-":
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        data = stream.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise InputError(f"The input is larger than {max_bytes // (1024 * 1024)} MB; give a smaller text.")
+        text = decode_bytes(data, "The input").text
+    else:
+        text = read_text_file(source, max_bytes).text
+    if not text.strip():
+        raise InputError("The input is empty: there is nothing to work on.")
+    return text
+
+
+def build_request(args: argparse.Namespace, text: str | None) -> TaskRequest:
+    """The task request from the command line: ``--input`` gives the text, ``--prompt`` the text or the ask."""
+    from assistant.engine.tasks import SummaryRequest
+
+    prompt = args.prompt
+    main_text = text if text is not None else prompt
+    task = args.task
+    if main_text is None or not main_text.strip():
+        raise InputError(f"Give the {task} something to work on with --prompt TEXT or --input FILE.")
+    if task == "story":
+        return StoryRequest(main_text, memory=args.memory, authors_note=args.authors_note)
+    if task == "poem":
+        return PoemRequest(main_text, form=args.form, style=args.style or "")
+    if task == "summary":
+        return SummaryRequest(main_text)
+    if task == "rewrite":
+        instruction = args.instruction or (prompt if text is not None and prompt else "")
+        style = args.style or ("custom" if instruction else "shorter")
+        return RewriteRequest(main_text, style=style, instruction=instruction)
+    if task == "translate":
+        return TranslateRequest(
+            main_text, language=args.language or (prompt if text is not None and prompt else "English")
+        )
+    if task == "code":
+        if args.mode == "generate" and text is not None and prompt:
+            main_text = f"{prompt}\n\n{text}"
+        filename = args.input if args.input and args.input != "-" else None
+        return CodeRequest(main_text, mode=args.mode, language=args.language, filename=filename, error=args.error)
+    history: list[Message] = [{"role": "user", "content": main_text}]
+    return ChatRequest(history, system_prompt=args.system)
+
+
+def sampler_from(args: argparse.Namespace) -> SamplerSettings:
+    settings = SamplerSettings().with_changes(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        min_p=args.min_p,
+        repetition_penalty=args.repetition_penalty,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+    )
+    try:
+        settings.validate()
+    except ValueError as error:
+        raise InputError(f"Invalid sampler setting: {error}.") from None
+    return settings
+
+
+# --- model loading with progress -------------------------------------------------------------------------------
+
+
+class LoadProgress:
+    """Model-load progress on stderr: a live bar on a terminal, plain lines in a log."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._interactive = stream.isatty()
+        self._bar: Any = None
+
+    def __call__(self, stage: str, fraction: float | None) -> None:
+        if self._interactive:
+            from tqdm import tqdm
+
+            if self._bar is None:
+                self._bar = tqdm(total=100, file=self._stream, leave=False, bar_format="{desc} {bar} {elapsed}")
+            self._bar.set_description_str(stage)
+            if fraction is not None:
+                self._bar.n = int(fraction * 100)
+            self._bar.refresh()
+            if fraction == 1.0:
+                self.close()
+        else:
+            print(f"penwright: {stage}", file=self._stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def load_engine(args: argparse.Namespace, err: TextIO) -> Engine:
+    from assistant.engine.generate import Engine
+    from assistant.engine.models import load_model
+
+    if args.trust_remote_code:
+        print(
+            "penwright: warning: --trust-remote-code runs Python code shipped with the model; "
+            "use it only for models from authors you trust.",
+            file=err,
+        )
+    progress = LoadProgress(err)
+    try:
+        loaded = load_model(
+            args.model,
+            device=args.device,
+            dtype=args.dtype,
+            trust_remote_code=args.trust_remote_code,
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    return Engine(loaded)
+
+
+def _quiet_libraries(debug: bool, err: TextIO) -> None:
+    """Library warnings and per-tensor progress bars are noise for a writer; --debug shows them."""
+    if debug:
+        logging.basicConfig(level=logging.INFO)
+        return
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="transformers")
+    if not err.isatty():
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+# --- Ctrl-C ----------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def cancel_on_interrupt(cancel: CancelToken) -> Iterator[list[bool]]:
+    """While generating, Ctrl-C sets the cancel token (the answer stops within one token) instead of raising."""
+    interrupted = [False]
+
+    def handler(_signum: int, _frame: Any) -> None:
+        interrupted[0] = True
+        cancel.cancel()
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: no handler, the caller's cancel token still works
+        yield interrupted
+        return
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _write_stream(stream: TextStream, out: TextIO) -> str:
+    parts: list[str] = []
+    for piece in stream:
+        parts.append(piece)
+        out.write(piece)
+        out.flush()
+    return "".join(parts)
+
+
+# --- commands --------------------------------------------------------------------------------------------------
+
+
+def command_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from assistant.engine.generate import CancelToken
+    from assistant.engine.tasks import run_task
+
+    text = read_input(args.input) if args.input else None
+    request = build_request(args, text)
+    settings = sampler_from(args)
+    engine = load_engine(args, err)
+    cancel = CancelToken()
+
+    def summary_progress(stage: str, _fraction: float | None) -> None:
+        print(f"penwright: {stage}", file=err, flush=True)
+
+    with cancel_on_interrupt(cancel) as interrupted:
+        stream = run_task(engine, request, settings, cancel, summary_progress)
+        result = _write_stream(stream, out)
+    if result and not result.endswith("\n"):
+        out.write("\n")
+        out.flush()
+    if args.stats:
+        print(json.dumps(stream.stats.to_dict()), file=err, flush=True)
+    return EXIT_INTERRUPTED if interrupted[0] else EXIT_OK
+
+
+def command_chat(args: argparse.Namespace, out: TextIO, err: TextIO, read_line: Callable[[str], str] = input) -> int:
+    from assistant.engine.generate import CancelToken
+    from assistant.engine.tasks import run_task
+
+    settings = sampler_from(args)
+    engine = load_engine(args, err)
+    history: list[Message] = []
+    system = args.system
+    print(
+        f"Chatting with {engine.name}. Ctrl-C stops an answer, Ctrl-D quits, /new starts over.",
+        file=err,
+        flush=True,
+    )
+    while True:
+        try:
+            line = read_line("you> ")
+        except EOFError:
+            print(file=err)
+            return EXIT_OK
+        except KeyboardInterrupt:
+            print(file=err)
+            continue
+        message = line.strip()
+        if not message:
+            continue
+        if message in ("/exit", "/quit"):
+            return EXIT_OK
+        if message == "/new":
+            history.clear()
+            print("(new conversation)", file=err, flush=True)
+            continue
+        history.append({"role": "user", "content": message})
+        cancel = CancelToken()
+        out.write("penwright> ")
+        out.flush()
+        try:
+            with cancel_on_interrupt(cancel) as interrupted:
+                stream = run_task(engine, ChatRequest(list(history), system_prompt=system), settings, cancel)
+                answer = _write_stream(stream, out)
+        except InputError as error:
+            history.pop()
+            print(f"\npenwright: {error}", file=err, flush=True)
+            continue
+        out.write("\n")
+        out.flush()
+        if interrupted[0]:
+            print("(stopped)", file=err, flush=True)
+        # A stopped answer stays in the history as far as it got, as in GPT4All.
+        history.append({"role": "assistant", "content": answer})
+        if args.stats:
+            print(json.dumps(stream.stats.to_dict()), file=err, flush=True)
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def command_models(out: TextIO) -> int:
+    from assistant.engine.models import list_models
+
+    listings = list_models()
+    if not listings:
+        out.write("No models found. Run 'make setup' to install the bundled model.\n")
+        return EXIT_OK
+    width = max(len(listing.name) for listing in listings)
+    for listing in listings:
+        out.write(
+            f"{listing.kind:<11} {listing.name:<{width}}  {_human_bytes(listing.size_bytes):>9}  {listing.location}\n"
+        )
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries(args.debug, err)
+    import assistant.engine  # noqa: F401  (sets the Hugging Face libraries offline before they load)
+
+    try:
+        if args.command == "generate":
+            return command_generate(args, out, err)
+        if args.command == "chat":
+            return command_chat(args, out, err)
+        if args.command == "models":
+            return command_models(out)
+        return command_default(args, out, err)
+    except PenwrightError as error:
+        if args.debug:
+            raise
+        print(f"penwright: {error}", file=err, flush=True)
+        return error.exit_code if error.exit_code in (EXIT_USAGE, EXIT_MODEL) else 1
+    except KeyboardInterrupt:
+        print("\npenwright: interrupted", file=err, flush=True)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def command_default(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """No command: the desktop app once it exists; until then, chat in the terminal."""
+    if not sys.stdin.isatty():
+        build_parser().print_help(out)
+        return EXIT_OK
+    chat_args = build_parser().parse_args(["chat"])
+    chat_args.debug = args.debug
+    return command_chat(chat_args, out, err)
+
+
+__all__ = ["main", "ModelError"]
