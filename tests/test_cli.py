@@ -1,0 +1,189 @@
+"""The headless CLI as a user runs it: streamed output, --stats, exit codes, Ctrl-C, and clear refusals."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from assistant import cli
+from assistant.core.prompts import ChatRequest
+
+PYTHON = sys.executable
+
+
+def penwright(*args: str, env: dict[str, str], stdin: str | bytes | None = None, timeout: int = 300):
+    data = stdin.encode() if isinstance(stdin, str) else stdin
+    return subprocess.run(
+        [PYTHON, "-m", "assistant", *args], input=data, capture_output=True, env=env, timeout=timeout, check=False
+    )
+
+
+def test_generate_streams_text_and_prints_stats(cli_env, tmp_path: Path) -> None:
+    story = tmp_path / "story.txt"
+    story.write_text("The rain had not stopped for three days when the stranger knocked.", encoding="utf-8")
+    args = ["generate", "--task", "story", "--input", str(story), "--max-new-tokens", "24", "--seed", "5", "--stats"]
+    result = penwright(*args, env=cli_env)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().strip()
+    stats = json.loads(result.stderr.decode().strip().splitlines()[-1])
+    assert {"load_s", "ttft_ms", "prompt_tokens", "new_tokens", "tok_s"} <= set(stats)
+    assert 0 < stats["new_tokens"] <= 24 and stats["prompt_tokens"] > 10
+    again = penwright(*args, env=cli_env)
+    assert again.stdout == result.stdout, "the same seed gives the same story"
+
+
+def test_generate_reads_stdin(cli_env) -> None:
+    result = penwright(
+        "generate", "--task", "translate", "--language", "Spanish", "--input", "-", "--max-new-tokens", "16",
+        env=cli_env, stdin="Thank you very much.",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().strip()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x7fELF\x02\x01\x01\x00\x00\x00" + bytes(range(256)) * 4, "binary file"),
+        (bytes([0x81, 0x8D, 0x8F, 0x90, 0x9D, 0x41]) * 100, "not text in any common encoding"),
+        (b"   \n\n  ", "empty"),
+    ],
+)
+def test_bad_input_file_exits_2_with_a_clear_message(cli_env, tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "input.txt"
+    path.write_bytes(content)
+    result = penwright("generate", "--task", "summary", "--input", str(path), env=cli_env)
+    assert result.returncode == 2
+    assert message in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+
+
+def test_oversized_input_exits_2(cli_env, tmp_path: Path) -> None:
+    path = tmp_path / "huge.txt"
+    with path.open("wb") as handle:
+        handle.write(b"word " * (21 * 1024 * 1024 // 5))
+    result = penwright("generate", "--task", "summary", "--input", str(path), env=cli_env)
+    assert result.returncode == 2
+    assert "files over 20.0 MB are not opened" in result.stderr.decode()
+
+
+def test_missing_input_and_usage_errors_exit_2(cli_env, tmp_path: Path) -> None:
+    missing = penwright("generate", "--task", "summary", "--input", str(tmp_path / "gone.txt"), env=cli_env)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr.decode()
+    nothing = penwright("generate", "--task", "story", env=cli_env)
+    assert nothing.returncode == 2 and "--prompt TEXT or --input FILE" in nothing.stderr.decode()
+    unknown = penwright("generate", "--task", "limerick", "--prompt", "x", env=cli_env)
+    assert unknown.returncode == 2 and "invalid choice" in unknown.stderr.decode()
+
+
+def test_model_error_exits_3_without_traceback(cli_env, tmp_path: Path) -> None:
+    result = penwright("generate", "--task", "chat", "--prompt", "hi", "--model", str(tmp_path / "x.gguf"), env=cli_env)
+    assert result.returncode == 3
+    assert result.stderr.decode().strip().endswith("does not exist.")
+    assert "Traceback" not in result.stderr.decode()
+
+
+def test_debug_flag_shows_the_traceback(cli_env, tmp_path: Path) -> None:
+    result = penwright("--debug", "generate", "--task", "chat", "--prompt", "hi", "--model", str(tmp_path), env=cli_env)
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr.decode()
+
+
+def test_ctrl_c_stops_generation_and_exits_130(cli_env) -> None:
+    process = subprocess.Popen(
+        [PYTHON, "-m", "assistant", "generate", "--task", "story", "--prompt", "It was a dark night.",
+         "--max-new-tokens", "2000", "--temperature", "1.0", "--repetition-penalty", "1.0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env,
+    )  # fmt: skip
+    assert process.stdout is not None
+    first = process.stdout.read(1)  # text is streaming
+    assert first
+    process.send_signal(signal.SIGINT)
+    started = time.perf_counter()
+    _out, _err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert time.perf_counter() - started < 5
+
+
+def test_interactive_chat_keeps_the_conversation(cli_env) -> None:
+    result = penwright(
+        "chat", "--max-new-tokens", "24", "--seed", "1", env=cli_env,
+        stdin="My name is Ada.\n/new\nWhat is two plus two?\nThanks!\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().count("penwright> ") == 3
+    assert "(new conversation)" in result.stderr.decode()
+
+
+def test_chat_sends_the_whole_history_each_turn(engine, monkeypatch) -> None:
+    """Multi-turn: each answer sees the earlier turns (the real model, with the request spied on)."""
+    import assistant.engine.tasks as tasks
+
+    seen: list[ChatRequest] = []
+    real_run = tasks.run_task
+
+    def spy(engine_, request, settings, cancel=None, progress=None):
+        seen.append(request)
+        return real_run(engine_, request, settings, cancel, progress)
+
+    monkeypatch.setattr(tasks, "run_task", spy)
+    monkeypatch.setattr(cli, "load_engine", lambda _args, _err: engine)
+    lines = iter(["My name is Ada.", "What is my name?"])
+
+    def read_line(_prompt: str) -> str:
+        try:
+            return next(lines)
+        except StopIteration:
+            raise EOFError from None
+
+    out, err = io.StringIO(), io.StringIO()
+    args = cli.build_parser().parse_args(["chat", "--max-new-tokens", "16", "--seed", "3"])
+    assert cli.command_chat(args, out, err, read_line=read_line) == 0
+    assert [len(request.history) for request in seen] == [1, 3]
+    assert seen[1].history[0]["content"] == "My name is Ada."
+    assert seen[1].history[1]["role"] == "assistant" and seen[1].history[1]["content"]
+
+
+def test_ctrl_c_in_chat_stops_the_answer_but_not_the_chat(cli_env) -> None:
+    process = subprocess.Popen(
+        [PYTHON, "-m", "assistant", "chat", "--max-new-tokens", "2000", "--temperature", "1.0",
+         "--repetition-penalty", "1.0"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env,
+    )  # fmt: skip
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(b"Tell me a very long story about the sea.\n")
+    process.stdin.flush()
+    assert process.stdout.read(len("penwright> ") + 1)  # the answer is streaming
+    process.send_signal(signal.SIGINT)
+    process.stdin.write(b"/exit\n")
+    process.stdin.flush()
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode == 0
+    assert "(stopped)" in err.decode()
+
+
+def test_models_lists_the_bundled_model(cli_env) -> None:
+    result = penwright("models", env=cli_env)
+    assert result.returncode == 0
+    assert "bundled" in result.stdout.decode() and "SmolLM2-135M-Instruct" in result.stdout.decode()
+    assert " MB " in result.stdout.decode()
+
+
+def test_version(cli_env) -> None:
+    result = penwright("--version", env=cli_env)
+    assert result.returncode == 0 and result.stdout.decode().startswith("penwright ")
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(PYTHON).parent / "penwright"
+    assert script.exists()
+    result = subprocess.run([str(script), "--help"], capture_output=True, check=False, env=dict(os.environ))
+    assert result.returncode == 0 and b"generate" in result.stdout
