@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import contextlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
+
+from assistant.core.paths import app_dirs
 
 
 @dataclass(frozen=True)
@@ -39,3 +44,95 @@ class SamplerSettings:
             raise ValueError("repetition_penalty must be above 0")
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
+
+
+SETTINGS_VERSION = 1
+THEMES = ("system", "light", "dark")
+MAX_RECENT_FILES = 10
+
+
+@dataclass
+class AppSettings:
+    """Everything the desktop app remembers between runs, stored as JSON in the config folder."""
+
+    model: str = ""
+    """"" is the bundled model; otherwise a folder, a .gguf file or a cached model id."""
+    device: str = "auto"
+    dtype: str = "auto"
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    theme: str = "system"
+    editor_font_family: str = ""
+    """"" uses the system's fixed-width font in the code pane and its general font in the editor."""
+    editor_font_size: int = 12
+    autosave_seconds: int = 10
+    recent_files: list[str] = field(default_factory=list)
+    chat_system_prompt: str | None = None
+    window_geometry: str = ""
+
+    def add_recent(self, path: str) -> None:
+        if path in self.recent_files:
+            self.recent_files.remove(path)
+        self.recent_files.insert(0, path)
+        del self.recent_files[MAX_RECENT_FILES:]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["version"] = SETTINGS_VERSION
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AppSettings:
+        """Settings from JSON; unknown keys are ignored and bad values fall back to the defaults."""
+        defaults = cls()
+        settings = cls()
+        for item in fields(cls):
+            if item.name not in data or item.name == "sampler":
+                continue
+            value = data[item.name]
+            default = getattr(defaults, item.name)
+            if default is None or _same_kind(value, default):
+                setattr(settings, item.name, value)
+        sampler_data = data.get("sampler")
+        if isinstance(sampler_data, dict):
+            known = {item.name for item in fields(SamplerSettings)}
+            try:
+                sampler = SamplerSettings(**{key: value for key, value in sampler_data.items() if key in known})
+                sampler.validate()
+                settings.sampler = sampler
+            except (TypeError, ValueError):
+                pass
+        if settings.theme not in THEMES:
+            settings.theme = defaults.theme
+        settings.autosave_seconds = max(1, min(int(settings.autosave_seconds), 3600))
+        settings.recent_files = [str(path) for path in settings.recent_files][:MAX_RECENT_FILES]
+        return settings
+
+
+def settings_path() -> Path:
+    return app_dirs().config / "settings.json"
+
+
+def load_settings(path: Path | None = None) -> AppSettings:
+    """The saved settings, or the defaults when there are none or the file is damaged (it is then kept aside)."""
+    path = path or settings_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return AppSettings()
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError):
+            path.replace(path.with_suffix(".damaged.json"))
+        return AppSettings()
+    return AppSettings.from_dict(data) if isinstance(data, dict) else AppSettings()
+
+
+def save_settings(settings: AppSettings, path: Path | None = None) -> None:
+    from assistant.core.documents import write_text_atomic
+
+    write_text_atomic(path or settings_path(), json.dumps(settings.to_dict(), indent=2))
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    return isinstance(value, type(default))

@@ -1,0 +1,292 @@
+"""THE bridge between the UI and the model: one QObject in one QThread owns the model session.
+
+Requests go in through queued signals and carry ids; results come back as signals with the same id, and the
+UI-side :class:`AiClient` drops results of jobs that were discarded (a newer request replaced them). Stop never
+travels as a queued signal (it would wait behind the running generation): the UI thread sets the job's
+:class:`CancelToken` directly and the generation ends within one token. Text reaches the UI in batches, at most
+one signal every ``BATCH_SECONDS``, so long answers never flood the event loop with repaints.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from assistant.core.errors import PenwrightError
+from assistant.core.settings import SamplerSettings
+from assistant.engine.generate import CancelToken
+from assistant.engine.session import ModelChoice, ModelInfo, ModelSession, ProgressCallback
+
+log = logging.getLogger(__name__)
+
+BATCH_SECONDS = 0.04
+SessionFactory = Callable[[ModelChoice, ProgressCallback], ModelSession]
+
+
+def default_session_factory(choice: ModelChoice, progress: ProgressCallback) -> ModelSession:
+    from assistant.engine.session import open_session
+
+    return open_session(choice, progress)
+
+
+class EngineWorker(QObject):
+    """Runs in the worker thread. Every model call happens here, one at a time, in the order requested.
+
+    Signals:
+        loadProgress(load_id, stage): a model-loading stage, for the status bar.
+        loaded(load_id, ModelInfo): the new model is ready and replaces the old one.
+        loadFailed(load_id, message): the model could not be loaded; the previous one stays in use.
+        chunk(job_id, text): a batch of generated text.
+        progress(job_id, stage): a long job's stage ("Summarizing part 2 of 9").
+        finished(job_id, stats): the job ended (stats is a dict; finish_reason "cancelled" after Stop).
+        failed(job_id, message): the job failed with a sentence for the user.
+    """
+
+    loadProgress = Signal(int, str)
+    loaded = Signal(int, object)
+    loadFailed = Signal(int, str)
+    chunk = Signal(int, str)
+    progress = Signal(int, str)
+    finished = Signal(int, object)
+    failed = Signal(int, str)
+
+    def __init__(self, factory: SessionFactory) -> None:
+        super().__init__()
+        self._factory = factory
+        self._session: ModelSession | None = None
+        self._load_error = ""
+
+    @Slot(int, object)
+    def load(self, load_id: int, choice: ModelChoice) -> None:
+        try:
+            session = self._factory(choice, lambda stage, _fraction: self.loadProgress.emit(load_id, stage))
+        except PenwrightError as error:
+            self._load_error = str(error)
+            self.loadFailed.emit(load_id, str(error))
+            return
+        except Exception as error:  # a bug or a library failure: say so, keep the old model
+            log.error("Model load failed:\n%s", traceback.format_exc())
+            self._load_error = f"The model could not be loaded: {error}"
+            self.loadFailed.emit(load_id, self._load_error)
+            return
+        self._session = session
+        self._load_error = ""
+        self.loaded.emit(load_id, session.describe())
+
+    @Slot(int, object, object, object)
+    def run(self, job_id: int, request: Any, settings: SamplerSettings, cancel: CancelToken) -> None:
+        if cancel.cancelled:
+            self.finished.emit(job_id, {"finish_reason": "cancelled", "new_tokens": 0})
+            return
+        if self._session is None:
+            reason = self._load_error or "The model is not loaded."
+            self.failed.emit(job_id, f"{reason} Choose another model in Settings.")
+            return
+        buffer: list[str] = []
+        last_emit = time.perf_counter()
+        try:
+            stream = self._session.run(
+                request, settings, cancel, lambda stage, _fraction: self.progress.emit(job_id, stage)
+            )
+            for piece in stream:
+                buffer.append(piece)
+                now = time.perf_counter()
+                if now - last_emit >= BATCH_SECONDS:
+                    self.chunk.emit(job_id, "".join(buffer))
+                    buffer.clear()
+                    last_emit = now
+            if buffer:
+                self.chunk.emit(job_id, "".join(buffer))
+            self.finished.emit(job_id, stream.stats.to_dict())
+        except PenwrightError as error:
+            if buffer:
+                self.chunk.emit(job_id, "".join(buffer))
+            self.failed.emit(job_id, str(error))
+        except Exception as error:
+            log.error("Generation failed:\n%s", traceback.format_exc())
+            self.failed.emit(job_id, f"Something went wrong while writing: {error}")
+
+
+class AiJob(QObject):
+    """One request as the UI sees it. Lives in the UI thread.
+
+    Signals:
+        chunk(text): more text (batched).
+        progress(stage): a long job's stage.
+        finished(stats): the job ended; ``stats["finish_reason"]`` is "cancelled" after Stop.
+        failed(message): the job failed; the message is for the user.
+    """
+
+    chunk = Signal(str)
+    progress = Signal(str)
+    finished = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, job_id: int, client: AiClient) -> None:
+        super().__init__(client)
+        self.id = job_id
+        self.cancel_token = CancelToken()
+        self.text = ""
+        self.done = False
+        self._client = client
+
+    def stop(self) -> None:
+        """Stop generating now; called from the UI thread, takes effect within one token."""
+        self.cancel_token.cancel()
+
+    def discard(self) -> None:
+        """Stop and drop: nothing this job still produces reaches the UI."""
+        self.cancel_token.cancel()
+        self._client._forget(self.id)
+
+
+class AiClient(QObject):
+    """The UI thread's handle on the worker: start jobs, load models, shut down cleanly.
+
+    Signals:
+        stateChanged(state): "loading", "ready", "generating" or "error".
+        loadProgress(stage): a model-loading stage.
+        modelLoaded(ModelInfo): a model is ready.
+        loadFailed(message): loading failed; the previous model (if any) is still in use.
+        speedChanged(tokens_per_second): decode speed of the last generation.
+    """
+
+    stateChanged = Signal(str)
+    loadProgress = Signal(str)
+    modelLoaded = Signal(object)
+    loadFailed = Signal(str)
+    speedChanged = Signal(float)
+
+    _requestLoad = Signal(int, object)
+    _requestRun = Signal(int, object, object, object)
+
+    def __init__(self, factory: SessionFactory | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._ids = itertools.count(1)
+        self._jobs: dict[int, AiJob] = {}
+        self._pending_loads: set[int] = set()
+        self.model_info: ModelInfo | None = None
+        self.state = "loading"
+        self._thread = QThread()
+        self._thread.setObjectName("penwright-model-worker")
+        self._worker = EngineWorker(factory or default_session_factory)
+        self._worker.moveToThread(self._thread)
+        self._thread.finished.connect(self._worker.deleteLater)
+        self._requestLoad.connect(self._worker.load)
+        self._requestRun.connect(self._worker.run)
+        self._worker.loadProgress.connect(self._on_load_progress)
+        self._worker.loaded.connect(self._on_loaded)
+        self._worker.loadFailed.connect(self._on_load_failed)
+        self._worker.chunk.connect(self._on_chunk)
+        self._worker.progress.connect(self._on_progress)
+        self._worker.finished.connect(self._on_finished)
+        self._worker.failed.connect(self._on_failed)
+        self._thread.start()
+
+    # --- requests ------------------------------------------------------------------------------------------
+
+    def load(self, choice: ModelChoice) -> int:
+        load_id = next(self._ids)
+        self._pending_loads.add(load_id)
+        self._set_state("loading")
+        self._requestLoad.emit(load_id, choice)
+        return load_id
+
+    def start(self, request: Any, settings: SamplerSettings) -> AiJob:
+        job = AiJob(next(self._ids), self)
+        self._jobs[job.id] = job
+        self._set_state("generating")
+        self._requestRun.emit(job.id, request, settings, job.cancel_token)
+        return job
+
+    def stop_all(self) -> None:
+        for job in list(self._jobs.values()):
+            job.stop()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._jobs)
+
+    def shutdown(self, timeout_ms: int = 30000) -> None:
+        """Cancel everything, then stop the thread and wait for it: no QThread outlives the window."""
+        for job in list(self._jobs.values()):
+            job.discard()
+        self._thread.quit()
+        if not self._thread.wait(timeout_ms):
+            log.warning("The model worker did not stop within %d ms", timeout_ms)
+
+    # --- results -------------------------------------------------------------------------------------------
+
+    def _forget(self, job_id: int) -> None:
+        self._jobs.pop(job_id, None)
+        self._update_idle_state()
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.stateChanged.emit(state)
+
+    def _update_idle_state(self) -> None:
+        if self._pending_loads:
+            self._set_state("loading")
+        elif self._jobs:
+            self._set_state("generating")
+        elif self.model_info is None:
+            self._set_state("error")
+        else:
+            self._set_state("ready")
+
+    @Slot(int, str)
+    def _on_load_progress(self, load_id: int, stage: str) -> None:
+        if load_id in self._pending_loads:
+            self.loadProgress.emit(stage)
+
+    @Slot(int, object)
+    def _on_loaded(self, load_id: int, info: ModelInfo) -> None:
+        self._pending_loads.discard(load_id)
+        self.model_info = info
+        self.modelLoaded.emit(info)
+        self._update_idle_state()
+
+    @Slot(int, str)
+    def _on_load_failed(self, load_id: int, message: str) -> None:
+        self._pending_loads.discard(load_id)
+        self.loadFailed.emit(message)
+        self._update_idle_state()
+
+    @Slot(int, str)
+    def _on_chunk(self, job_id: int, text: str) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None:  # a discarded (stale) job's text is dropped here
+            job.text += text
+            job.chunk.emit(text)
+
+    @Slot(int, str)
+    def _on_progress(self, job_id: int, stage: str) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            job.progress.emit(stage)
+
+    @Slot(int, object)
+    def _on_finished(self, job_id: int, stats: dict[str, Any]) -> None:
+        job = self._jobs.pop(job_id, None)
+        if stats.get("tok_s"):
+            self.speedChanged.emit(float(stats["tok_s"]))
+        self._update_idle_state()
+        if job is not None:
+            job.done = True
+            job.finished.emit(stats)
+
+    @Slot(int, str)
+    def _on_failed(self, job_id: int, message: str) -> None:
+        job = self._jobs.pop(job_id, None)
+        self._update_idle_state()
+        if job is not None:
+            job.done = True
+            job.failed.emit(message)
