@@ -107,7 +107,26 @@ def build_parser() -> argparse.ArgumentParser:
     _sampler_options(chat, 512)
 
     commands.add_parser("models", help="list the bundled model, cached models and cached conversions")
+
+    gui = commands.add_parser("gui", help="open the desktop app (the default when no command is given)")
+    gui.add_argument("files", nargs="*", metavar="FILE", help="files to open")
+    gui.add_argument("--screenshot", metavar="FILE", help="wait until the model is ready, save a PNG, exit")
+    gui.add_argument("--profile", metavar="DIR", help="keep settings, chats and caches in DIR")
     return parser
+
+
+COMMANDS = ("generate", "chat", "models", "gui")
+
+
+def route_arguments(argv: list[str]) -> list[str]:
+    """``penwright`` and ``penwright FILE ...`` open the desktop app; everything else is a subcommand."""
+    index = 0
+    while index < len(argv) and argv[index] == "--debug":
+        index += 1
+    rest = argv[index:]
+    if not rest or (rest[0] not in COMMANDS and not rest[0].startswith("-")):
+        return [*argv[:index], "gui", *rest]
+    return argv
 
 
 # --- input -----------------------------------------------------------------------------------------------------
@@ -388,7 +407,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     out = out or sys.stdout
     err = err or sys.stderr
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(route_arguments(list(sys.argv[1:] if argv is None else argv)))
     _quiet_libraries(args.debug, err)
     import assistant.engine  # noqa: F401  (sets the Hugging Face libraries offline before they load)
 
@@ -399,7 +418,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
             return command_chat(args, out, err)
         if args.command == "models":
             return command_models(out)
-        return command_default(args, out, err)
+        return command_gui(args, err)
     except PenwrightError as error:
         if args.debug:
             raise
@@ -412,14 +431,18 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
         return EXIT_OK
 
 
-def command_default(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """No command: the desktop app once it exists; until then, chat in the terminal."""
-    if not sys.stdin.isatty():
-        build_parser().print_help(out)
-        return EXIT_OK
-    chat_args = build_parser().parse_args(["chat"])
-    chat_args.debug = args.debug
-    return command_chat(chat_args, out, err)
+def command_gui(args: argparse.Namespace, err: TextIO) -> int:
+    """The desktop app; a clear sentence instead of a crash where Qt cannot open a window."""
+    try:
+        from assistant.gui.app import run_app
+    except ImportError as error:
+        print(f"penwright: the desktop app cannot start ({error}); the command line still works.", file=err)
+        return 1
+    for file in args.files:
+        if not os.path.exists(file):
+            print(f"penwright: '{file}' does not exist.", file=err)
+            return EXIT_USAGE
+    return run_app(args.files, screenshot=args.screenshot, profile=args.profile)
 
 
 __all__ = ["main", "ModelError"]

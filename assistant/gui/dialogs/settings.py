@@ -1,0 +1,176 @@
+"""The Settings dialog: model, device, sampling, look and autosave; returns a new AppSettings."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFontComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from assistant.core.settings import THEMES, AppSettings, SamplerSettings
+
+MODEL_KINDS = ("Bundled (SmolLM2-135M-Instruct)", "Model folder", "GGUF file", "Cached model id")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, settings: AppSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("settingsDialog")
+        self.setWindowTitle("Settings")
+        self._original = settings
+        layout = QVBoxLayout(self)
+
+        model_box = QGroupBox("Model")
+        model_form = QFormLayout(model_box)
+        self.model_kind = QComboBox(objectName="settingsModelKind")
+        self.model_kind.addItems(MODEL_KINDS)
+        self.model_path = QLineEdit(objectName="settingsModelPath")
+        self.model_path.setPlaceholderText("a folder, a .gguf file, or an id such as HuggingFaceTB/SmolLM2-360M")
+        browse = QPushButton("Browse…", objectName="settingsModelBrowse")
+        browse.clicked.connect(self._browse)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.model_path, 1)
+        path_row.addWidget(browse)
+        self.device = QComboBox(objectName="settingsDevice")
+        self.device.addItems(DEVICES)
+        self.dtype = QComboBox(objectName="settingsDtype")
+        self.dtype.addItems(DTYPES)
+        model_form.addRow("Source", self.model_kind)
+        model_form.addRow("Location", path_row)
+        model_form.addRow("Device", self.device)
+        model_form.addRow("Precision", self.dtype)
+        self.model_kind.currentIndexChanged.connect(self._update_model_fields)
+        layout.addWidget(model_box)
+
+        sampling_box = QGroupBox("Writing")
+        sampling = QFormLayout(sampling_box)
+        self.temperature = self._double("settingsTemperature", 0, 2, 0.05)
+        self.top_p = self._double("settingsTopP", 0.01, 1, 0.01)
+        self.top_k = QSpinBox(objectName="settingsTopK", minimum=0, maximum=500)
+        self.min_p = self._double("settingsMinP", 0, 0.99, 0.01)
+        self.repetition_penalty = self._double("settingsRepetitionPenalty", 0.5, 2, 0.05)
+        self.max_new_tokens = QSpinBox(objectName="settingsMaxTokens", minimum=1, maximum=32768)
+        self.fixed_seed = QCheckBox("Fixed seed", objectName="settingsFixedSeed")
+        self.seed = QSpinBox(objectName="settingsSeed", minimum=0, maximum=2**31 - 1)
+        self.fixed_seed.toggled.connect(self.seed.setEnabled)
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.fixed_seed)
+        seed_row.addWidget(self.seed, 1)
+        sampling.addRow("Temperature (0 = always the likeliest word)", self.temperature)
+        sampling.addRow("Top-p", self.top_p)
+        sampling.addRow("Top-k (0 = off)", self.top_k)
+        sampling.addRow("Min-p", self.min_p)
+        sampling.addRow("Repetition penalty", self.repetition_penalty)
+        sampling.addRow("Maximum answer length (tokens)", self.max_new_tokens)
+        sampling.addRow("Seed", seed_row)
+        layout.addWidget(sampling_box)
+
+        look_box = QGroupBox("Look and safety")
+        look = QFormLayout(look_box)
+        self.theme = QComboBox(objectName="settingsTheme")
+        self.theme.addItems(THEMES)
+        self.font_family = QFontComboBox(objectName="settingsFont")
+        self.font_size = QSpinBox(objectName="settingsFontSize", minimum=6, maximum=72)
+        self.autosave = QSpinBox(objectName="settingsAutosave", minimum=1, maximum=3600, suffix=" s")
+        look.addRow("Theme", self.theme)
+        look.addRow("Editor font", self.font_family)
+        look.addRow("Font size", self.font_size)
+        look.addRow("Autosave every", self.autosave)
+        layout.addWidget(look_box)
+
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self._load(settings)
+
+    @staticmethod
+    def _double(name: str, low: float, high: float, step: float) -> QDoubleSpinBox:
+        box = QDoubleSpinBox(objectName=name, minimum=low, maximum=high, singleStep=step)
+        box.setDecimals(2)
+        return box
+
+    def _load(self, settings: AppSettings) -> None:
+        model = settings.model.strip()
+        if not model:
+            kind = 0
+        elif model.lower().endswith(".gguf"):
+            kind = 2
+        elif "/" in model and not model.startswith(("/", ".", "~")) and model.count("/") == 1:
+            kind = 3
+        else:
+            kind = 1
+        self.model_kind.setCurrentIndex(kind)
+        self.model_path.setText(model)
+        self.device.setCurrentText(settings.device)
+        self.dtype.setCurrentText(settings.dtype)
+        sampler = settings.sampler
+        self.temperature.setValue(sampler.temperature)
+        self.top_p.setValue(sampler.top_p)
+        self.top_k.setValue(sampler.top_k)
+        self.min_p.setValue(sampler.min_p)
+        self.repetition_penalty.setValue(sampler.repetition_penalty)
+        self.max_new_tokens.setValue(sampler.max_new_tokens)
+        self.fixed_seed.setChecked(sampler.seed is not None)
+        self.seed.setValue(sampler.seed or 0)
+        self.seed.setEnabled(sampler.seed is not None)
+        self.theme.setCurrentText(settings.theme)
+        if settings.editor_font_family:
+            self.font_family.setCurrentFont(QFont(settings.editor_font_family))
+        self.font_size.setValue(settings.editor_font_size)
+        self.autosave.setValue(settings.autosave_seconds)
+        self._update_model_fields()
+
+    def _update_model_fields(self) -> None:
+        bundled = self.model_kind.currentIndex() == 0
+        self.model_path.setEnabled(not bundled)
+
+    def _browse(self) -> None:
+        if self.model_kind.currentIndex() == 2:
+            path, _ = QFileDialog.getOpenFileName(self, "Choose a GGUF model", "", "GGUF models (*.gguf)")
+        else:
+            path = QFileDialog.getExistingDirectory(self, "Choose a model folder")
+        if path:
+            self.model_path.setText(path)
+
+    def result_settings(self) -> AppSettings:
+        """The settings as the dialog shows them now."""
+        sampler = SamplerSettings(
+            temperature=self.temperature.value(),
+            top_p=self.top_p.value(),
+            top_k=self.top_k.value(),
+            min_p=self.min_p.value(),
+            repetition_penalty=self.repetition_penalty.value(),
+            max_new_tokens=self.max_new_tokens.value(),
+            seed=self.seed.value() if self.fixed_seed.isChecked() else None,
+        )
+        return replace(
+            self._original,
+            model="" if self.model_kind.currentIndex() == 0 else self.model_path.text().strip(),
+            device=self.device.currentText(),
+            dtype=self.dtype.currentText(),
+            sampler=sampler,
+            theme=self.theme.currentText(),
+            editor_font_family=self.font_family.currentFont().family(),
+            editor_font_size=self.font_size.value(),
+            autosave_seconds=self.autosave.value(),
+            recent_files=list(self._original.recent_files),
+        )
