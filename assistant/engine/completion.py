@@ -1,0 +1,238 @@
+"""Inline suggestions (ghost text): fill-in-the-middle or prefix prompts, stop rules, an LRU cache and KV reuse.
+
+One :class:`InlineCompleter` per loaded model serves the GUI and ``penwright complete`` alike. It keeps the KV
+cache of the previous prompt and reuses the longest common token prefix, so one more typed character costs a
+few tokens of prefill instead of the whole context.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from assistant.core.inline import (
+    CodeContext,
+    cut_code,
+    cut_prose,
+    keep_code_suggestion,
+    keep_prose_suggestion,
+)
+from assistant.core.settings import SamplerSettings
+from assistant.engine.generate import CancelToken, Engine, IncrementalDecoder, _new_cache
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class FimFormat:
+    """A model family's fill-in-the-middle sentinels, laid out prefix-suffix-middle (PSM)."""
+
+    family: str
+    prefix: str
+    suffix: str
+    middle: str
+    stops: tuple[str, ...] = ()
+
+
+FIM_FORMATS = (
+    FimFormat("qwen", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", ("<|fim_pad|>", "<|file_sep|>")),
+    FimFormat("starcoder", "<fim_prefix>", "<fim_suffix>", "<fim_middle>", ("<file_sep>", "<fim_pad>")),
+    FimFormat("codellama", "▁<PRE>", "▁<SUF>", "▁<MID>", ("▁<EOT>",)),
+    FimFormat("deepseek", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>", ()),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FimTokens:
+    format: FimFormat
+    prefix_id: int
+    suffix_id: int
+    middle_id: int
+    stop_ids: frozenset[int]
+
+
+def detect_fim(tokenizer: Any) -> FimTokens | None:
+    """The FIM sentinels of the tokenizer's family, when each is a single token in its vocabulary."""
+    vocab = tokenizer.get_vocab()
+    for fim in FIM_FORMATS:
+        names = (fim.prefix, fim.suffix, fim.middle)
+        if all(name in vocab for name in names):
+            stop_ids = frozenset(vocab[name] for name in fim.stops if name in vocab)
+            return FimTokens(fim, vocab[fim.prefix], vocab[fim.suffix], vocab[fim.middle], stop_ids)
+    return None
+
+
+@dataclass(frozen=True)
+class InlineRequest:
+    mode: str
+    """"code" or "prose"."""
+    prefix: str
+    suffix: str = ""
+    language: str | None = None
+    pane: str = ""
+
+
+@dataclass
+class InlineResult:
+    text: str
+    prefill_tokens: int = 0
+    """Tokens actually run through the model before the first new token (after KV reuse)."""
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    new_tokens: int = 0
+    ttft_ms: float = 0.0
+    total_ms: float = 0.0
+    from_cache: bool = False
+    cancelled: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+INLINE_SETTINGS = SamplerSettings(temperature=0.0, repetition_penalty=1.0, max_new_tokens=48)
+"""Greedy: a suggestion should be the model's best guess, and the same text gives the same suggestion."""
+
+
+class InlineCompleter:
+    """Suggestions from one model, with a prompt-prefix KV cache and an LRU of recent answers."""
+
+    def __init__(self, engine: Engine, prefix_tokens: int = 1024, suffix_tokens: int = 256, lru_size: int = 64) -> None:
+        self.engine = engine
+        self.prefix_tokens = prefix_tokens
+        self.suffix_tokens = suffix_tokens
+        self.fim = detect_fim(engine.tokenizer)
+        self._lru: OrderedDict[tuple[str, str, str, str], str] = OrderedDict()
+        self._lru_size = lru_size
+        self._cache: Any = None
+        self._cached_ids: list[int] = []
+
+    # --- prompts -------------------------------------------------------------------------------------------
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.engine.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _prefix_ids(self, prefix: str) -> list[int]:
+        # Encode only a window of characters (about 6 per token is generous), then keep the newest tokens.
+        window = prefix[-self.prefix_tokens * 6 :]
+        return self._encode(window)[-self.prefix_tokens :]
+
+    def prompt_ids(self, request: InlineRequest) -> list[int]:
+        prefix_ids = self._prefix_ids(request.prefix)
+        if request.mode == "code" and self.fim is not None:
+            suffix_ids = self._encode(request.suffix[: self.suffix_tokens * 6])[: self.suffix_tokens]
+            return [self.fim.prefix_id, *prefix_ids, self.fim.suffix_id, *suffix_ids, self.fim.middle_id]
+        bos = self.engine.tokenizer.bos_token_id
+        add_bos = bool(getattr(self.engine.tokenizer, "add_bos_token", False)) and bos is not None
+        return ([bos] if add_bos else []) + prefix_ids
+
+    # --- suggestions ---------------------------------------------------------------------------------------
+
+    def _lru_key(self, request: InlineRequest) -> tuple[str, str, str, str]:
+        return (request.mode, request.pane, request.prefix[-2000:], request.suffix[:500])
+
+    def cached(self, request: InlineRequest) -> str | None:
+        key = self._lru_key(request)
+        if key in self._lru:
+            self._lru.move_to_end(key)
+            return self._lru[key]
+        return None
+
+    def suggest(
+        self,
+        request: InlineRequest,
+        cancel: CancelToken | None = None,
+        settings: SamplerSettings = INLINE_SETTINGS,
+    ) -> InlineResult:
+        started = time.perf_counter()
+        hit = self.cached(request)
+        if hit is not None:
+            return InlineResult(hit, from_cache=True, total_ms=(time.perf_counter() - started) * 1000)
+        result = self._generate(request, cancel or CancelToken(), settings, started)
+        if not result.cancelled:
+            self._lru[self._lru_key(request)] = result.text
+            while len(self._lru) > self._lru_size:
+                self._lru.popitem(last=False)
+        return result
+
+    def _generate(
+        self, request: InlineRequest, cancel: CancelToken, settings: SamplerSettings, started: float
+    ) -> InlineResult:
+        import torch
+
+        from assistant.engine.sampling import build_processors, pick_token
+
+        ids = self.prompt_ids(request)
+        result = InlineResult("", prompt_tokens=len(ids))
+        if not ids or cancel.cancelled:
+            result.cancelled = cancel.cancelled
+            return result
+        context = CodeContext.from_text(request.prefix, request.suffix)
+        end_ids = set(self.engine._end_ids) | (set(self.fim.stop_ids) if self.fim else set())
+        processors = build_processors(settings)
+        generator = torch.Generator(device="cpu").manual_seed(settings.seed or 0)
+        device = self.engine.loaded.input_device
+        decoder = IncrementalDecoder(self.engine.tokenizer, ids)
+        text = ""
+        stop = False
+        with torch.inference_mode():
+            logits = self._prefill(ids, result, device)
+            history = torch.tensor([ids], dtype=torch.long, device=device)
+            result.ttft_ms = (time.perf_counter() - started) * 1000
+            for step in range(settings.max_new_tokens):
+                token = pick_token(logits, history, processors, settings, generator)
+                result.new_tokens = step + 1
+                if token in end_ids:
+                    break
+                text += decoder.push(token)
+                kept, stop = cut_code(text, context) if request.mode == "code" else cut_prose(text)
+                if stop:
+                    text = kept
+                    break
+                if cancel.cancelled:
+                    result.cancelled = True
+                    return result
+                next_ids = torch.tensor([[token]], dtype=torch.long, device=device)
+                history = torch.cat([history, next_ids], dim=1)
+                logits = self._step(next_ids, token)
+        if not stop:
+            text, _ = cut_code(text, context, final=True) if request.mode == "code" else cut_prose(text, final=True)
+        keep = keep_code_suggestion(text, context) if request.mode == "code" else keep_prose_suggestion(text)
+        result.text = text if keep else ""
+        result.total_ms = (time.perf_counter() - started) * 1000
+        return result
+
+    def _prefill(self, ids: list[int], result: InlineResult, device: Any) -> torch.Tensor:
+        """Run only the tokens after the longest prefix shared with the cached prompt."""
+        import torch
+
+        common = 0
+        for cached, new in zip(self._cached_ids, ids, strict=False):
+            if cached != new:
+                break
+            common += 1
+        common = min(common, len(ids) - 1)  # at least one token must run to get the next token's scores
+        if self._cache is None or common == 0:
+            self._cache = _new_cache(self.engine.model)
+            common = 0
+        else:
+            self._cache.crop(common)
+        result.reused_tokens = common
+        result.prefill_tokens = len(ids) - common
+        fresh = torch.tensor([ids[common:]], dtype=torch.long, device=device)
+        outputs = self.engine.model(
+            input_ids=fresh, **{self.engine._cache_argument: self._cache}, use_cache=True, logits_to_keep=1
+        )
+        self._cached_ids = list(ids)
+        return outputs.logits[:, -1, :].float()
+
+    def _step(self, next_ids: torch.Tensor, token: int) -> torch.Tensor:
+        outputs = self.engine.model(input_ids=next_ids, **{self.engine._cache_argument: self._cache}, use_cache=True)
+        self._cached_ids.append(token)
+        return outputs.logits[:, -1, :].float()
+
+    def reset(self) -> None:
+        """Forget the KV cache (another task used the model) and the suggestions seen so far."""
+        self._cache = None
+        self._cached_ids = []
+        self._lru.clear()
