@@ -22,6 +22,8 @@ def test_installed_wheel_finds_its_prompt_templates(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "assistant/resources/prompts/story.txt" in names
     assert "assistant/cli.py" in names
+    for module in ("assistant/gui/panes/editor.py", "assistant/gui/dialogs/settings.py", "assistant/engine/models.py"):
+        assert module in names, f"{module} is missing from the wheel"
 
     target = tmp_path / "installed"
     install = subprocess.run(

@@ -61,6 +61,7 @@ class CodeContext:
     def mid_line(self) -> bool:
         return bool(self.line_suffix.strip())
 
+
 def should_suggest_code(context: CodeContext) -> bool:
     """Automatic suggestions only where the line's end is near: typing mid-word in a long line is left alone."""
     return len(context.line_suffix.strip()) <= MAX_RIGHT_CHARS_FOR_CODE

@@ -6,6 +6,7 @@ user can already type, open and save.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -45,6 +46,8 @@ def run_app(
     window = MainWindow(client, settings)
     window.show()
     log.info("Window on screen %.2f s after start", time.perf_counter() - started)
+    _report_timing("window_shown")
+    client.modelLoaded.connect(lambda _info: _report_timing("model_ready"))
     client.load(window.model_choice())
     if screenshot:
         _take_screenshot_when_ready(app, window, client, Path(screenshot), screenshot_timeout_s)
@@ -55,6 +58,12 @@ def run_app(
     exit_code = app.exec()
     client.shutdown()
     return int(exit_code or window.property("exitCode") or 0)
+
+
+def _report_timing(event: str) -> None:
+    """With PENWRIGHT_TIMINGS=1, one JSON line per start-up milestone on stderr, for the benchmarks."""
+    if os.environ.get("PENWRIGHT_TIMINGS"):
+        print(json.dumps({"event": event, "time": time.time()}), file=sys.stderr, flush=True)
 
 
 def _take_screenshot_when_ready(
@@ -74,6 +83,11 @@ def _take_screenshot_when_ready(
         window.close()
 
     client.modelLoaded.connect(lambda _info: QTimer.singleShot(200, lambda: capture(True)))
-    client.loadFailed.connect(lambda message: (print(f"penwright: {message}", file=sys.stderr), capture(False)))
+
+    def failed(message: str) -> None:
+        print(f"penwright: {message}", file=sys.stderr)
+        capture(False)
+
+    client.loadFailed.connect(failed)
     QTimer.singleShot(int(timeout_s * 1000), lambda: capture(False))
     del app

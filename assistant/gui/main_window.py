@@ -20,6 +20,7 @@ from assistant.gui.panes.chat import ChatPane
 from assistant.gui.panes.code import CodePane
 from assistant.gui.panes.editor import EditorPane
 from assistant.gui.theme import apply_theme
+from assistant.gui.util import named
 from assistant.gui.worker import AiClient
 
 CODE_FILTER = (
@@ -59,7 +60,7 @@ class MainWindow(QMainWindow):
         self.chat_pane = ChatPane(client, settings)
         self.code_pane = CodePane(client, settings)
         self.panes: list[Pane] = [self.editor_pane, self.chat_pane, self.code_pane]
-        self.tabs = QTabWidget(objectName="paneTabs")
+        self.tabs = named(QTabWidget(), "paneTabs")
         self.tabs.addTab(self.editor_pane, "Editor")
         self.tabs.addTab(self.chat_pane, "Chat")
         self.tabs.addTab(self.code_pane, "Code")
@@ -95,6 +96,8 @@ class MainWindow(QMainWindow):
         client.loadFailed.connect(self._show_load_failure)
         client.speedChanged.connect(lambda speed: self.status_speed.setText(f"{speed:.1f} tokens/s"))
         self._show_state(client.state)
+        if client.model_info is not None:
+            self._show_model(client.model_info)
 
         self.autosave_timer = QTimer(self)
         self.autosave_timer.timeout.connect(self.autosave)
@@ -109,17 +112,19 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
-        self.status_model = QLabel("No model yet", objectName="statusModel")
-        self.status_state = QLabel("", objectName="statusState")
-        self.status_speed = QLabel("", objectName="statusSpeed")
-        self.status_progress = QProgressBar(objectName="statusProgress")
+        self.status_model = named(QLabel("No model yet"), "statusModel")
+        self.status_state = named(QLabel(""), "statusState")
+        self.status_speed = named(QLabel(""), "statusSpeed")
+        self.status_progress = named(QProgressBar(), "statusProgress")
         self.status_progress.setRange(0, 0)  # busy indicator: loading stages have no reliable fraction
         self.status_progress.setMaximumWidth(160)
         self.status_progress.hide()
         for widget in (self.status_progress, self.status_state, self.status_speed, self.status_model):
             bar.addPermanentWidget(widget)
 
-    def _action(self, text: str, shortcut: QKeySequence | str | None, slot: Callable[[], object]) -> QAction:
+    def _action(
+        self, text: str, shortcut: QKeySequence | QKeySequence.StandardKey | str | None, slot: Callable[[], object]
+    ) -> QAction:
         action = QAction(text, self)
         if shortcut is not None:
             action.setShortcut(QKeySequence(shortcut))
@@ -136,7 +141,7 @@ class MainWindow(QMainWindow):
         self.recent_menu = QMenu("Open &Recent", self)
         self.settings_action = self._action("Se&ttings…", "Ctrl+,", self.open_settings)
         self.settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
-        quit_action = self._action("&Quit", QKeySequence.StandardKey.Quit, self.close)
+        quit_action = self._action("&Quit", "Ctrl+Q", self.close)
         file_menu.addActions([self.new_action, self.open_action])
         file_menu.addMenu(self.recent_menu)
         file_menu.addActions([self.save_action, self.save_as_action])
@@ -148,8 +153,7 @@ class MainWindow(QMainWindow):
 
         view_menu = menu_bar.addMenu("&View")
         for index, name in enumerate(("&Editor", "C&hat", "&Code")):
-            action = self._action(name, f"Ctrl+{index + 1}", lambda index=index: self.tabs.setCurrentIndex(index))
-            view_menu.addAction(action)
+            view_menu.addAction(self._action(name, f"Ctrl+{index + 1}", self._pane_switcher(index)))
         view_menu.addSeparator()
         self.stop_action = self._action("&Stop generating", "Esc", self.stop_current)
         # Listed in the menu; Esc itself arrives through keyPressEvent once no child (find bar, dialog) used it.
@@ -171,11 +175,17 @@ class MainWindow(QMainWindow):
         help_menu.addAction(self._action("&Keyboard shortcuts", "F1", self.show_shortcuts))
         help_menu.addAction(self._action("&About Penwright", None, self.show_about))
 
+    def _pane_switcher(self, index: int) -> Callable[[], None]:
+        return lambda: self.tabs.setCurrentIndex(index)
+
+    def _file_opener(self, path: str) -> Callable[[], bool]:
+        return lambda: self.open_file(path)
+
     # --- panes ---------------------------------------------------------------------------------------------
 
     def _pane_switched(self, index: int) -> None:
         """Only the shown pane's actions are live, so the same shortcut can mean one thing per pane."""
-        for pane_index, (pane, menu) in enumerate(zip(self.panes, self.pane_menus)):
+        for pane_index, (pane, menu) in enumerate(zip(self.panes, self.pane_menus, strict=True)):
             current = pane_index == index
             menu.menuAction().setVisible(current)
             for action in pane.pane_actions():
@@ -230,11 +240,14 @@ class MainWindow(QMainWindow):
         self.recent_menu.clear()
         for index, path in enumerate(self.settings.recent_files):
             shortcut = f"Ctrl+Alt+{index + 1}" if index < 9 else None
-            self.recent_menu.addAction(self._action(path, shortcut, lambda path=path: self.open_file(path)))
+            self.recent_menu.addAction(self._action(path, shortcut, self._file_opener(path)))
         self.recent_menu.setEnabled(bool(self.settings.recent_files))
 
     def _update_titles(self) -> None:
-        for pane, document, label in ((self.editor_pane, self.editor_doc, "Editor"), (self.code_pane, self.code_doc, "Code")):
+        for pane, document, label in (
+            (self.editor_pane, self.editor_doc, "Editor"),
+            (self.code_pane, self.code_doc, "Code"),
+        ):
             marker = "*" if document.modified else ""
             name = document.display_name if document.path else label
             self.tabs.setTabText(self.panes.index(pane), f"{name}{marker}")
@@ -340,8 +353,9 @@ class MainWindow(QMainWindow):
 
     def show_shortcuts(self) -> None:
         lines = []
-        for menu in [self.menuBar().actions()[index].menu() for index in range(len(self.menuBar().actions()))]:
-            if menu is None:
+        for menu_action in self.menuBar().actions():
+            menu = menu_action.menu()
+            if not isinstance(menu, QMenu):
                 continue
             for action in menu.actions():
                 if action.shortcut().toString():
@@ -361,7 +375,11 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
         if not self._closing_confirmed:
-            for document, pane in ((self.editor_doc, self.editor_pane), (self.code_doc, self.code_pane)):
+            documents: list[tuple[DocumentController, Pane]] = [
+                (self.editor_doc, self.editor_pane),
+                (self.code_doc, self.code_pane),
+            ]
+            for document, pane in documents:
                 if document.modified:
                     self.tabs.setCurrentWidget(pane)
                 if not document.maybe_save():
@@ -370,6 +388,7 @@ class MainWindow(QMainWindow):
         self._closing_confirmed = True
         for pane in self.panes:
             pane.stop()
+        self.chat_pane.shutdown()  # keeps a half-written answer and closes the chat database
         self.autosave_timer.stop()
         self.editor_doc.close_cleanly()
         self.code_doc.close_cleanly()

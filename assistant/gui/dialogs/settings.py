@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.core.settings import THEMES, AppSettings, SamplerSettings
+from assistant.gui.util import named
 
 MODEL_KINDS = ("Bundled (SmolLM2-135M-Instruct)", "Model folder", "GGUF file", "Cached model id")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -40,18 +41,18 @@ class SettingsDialog(QDialog):
 
         model_box = QGroupBox("Model")
         model_form = QFormLayout(model_box)
-        self.model_kind = QComboBox(objectName="settingsModelKind")
+        self.model_kind = named(QComboBox(), "settingsModelKind")
         self.model_kind.addItems(MODEL_KINDS)
-        self.model_path = QLineEdit(objectName="settingsModelPath")
+        self.model_path = named(QLineEdit(), "settingsModelPath")
         self.model_path.setPlaceholderText("a folder, a .gguf file, or an id such as HuggingFaceTB/SmolLM2-360M")
-        browse = QPushButton("Browse…", objectName="settingsModelBrowse")
+        browse = named(QPushButton("Browse…"), "settingsModelBrowse")
         browse.clicked.connect(self._browse)
         path_row = QHBoxLayout()
         path_row.addWidget(self.model_path, 1)
         path_row.addWidget(browse)
-        self.device = QComboBox(objectName="settingsDevice")
+        self.device = named(QComboBox(), "settingsDevice")
         self.device.addItems(DEVICES)
-        self.dtype = QComboBox(objectName="settingsDtype")
+        self.dtype = named(QComboBox(), "settingsDtype")
         self.dtype.addItems(DTYPES)
         model_form.addRow("Source", self.model_kind)
         model_form.addRow("Location", path_row)
@@ -64,12 +65,12 @@ class SettingsDialog(QDialog):
         sampling = QFormLayout(sampling_box)
         self.temperature = self._double("settingsTemperature", 0, 2, 0.05)
         self.top_p = self._double("settingsTopP", 0.01, 1, 0.01)
-        self.top_k = QSpinBox(objectName="settingsTopK", minimum=0, maximum=500)
+        self.top_k = named(QSpinBox(minimum=0, maximum=500), "settingsTopK")
         self.min_p = self._double("settingsMinP", 0, 0.99, 0.01)
         self.repetition_penalty = self._double("settingsRepetitionPenalty", 0.5, 2, 0.05)
-        self.max_new_tokens = QSpinBox(objectName="settingsMaxTokens", minimum=1, maximum=32768)
-        self.fixed_seed = QCheckBox("Fixed seed", objectName="settingsFixedSeed")
-        self.seed = QSpinBox(objectName="settingsSeed", minimum=0, maximum=2**31 - 1)
+        self.max_new_tokens = named(QSpinBox(minimum=1, maximum=32768), "settingsMaxTokens")
+        self.fixed_seed = named(QCheckBox("Fixed seed"), "settingsFixedSeed")
+        self.seed = named(QSpinBox(minimum=0, maximum=2**31 - 1), "settingsSeed")
         self.fixed_seed.toggled.connect(self.seed.setEnabled)
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.fixed_seed)
@@ -85,11 +86,11 @@ class SettingsDialog(QDialog):
 
         look_box = QGroupBox("Look and safety")
         look = QFormLayout(look_box)
-        self.theme = QComboBox(objectName="settingsTheme")
+        self.theme = named(QComboBox(), "settingsTheme")
         self.theme.addItems(THEMES)
-        self.font_family = QFontComboBox(objectName="settingsFont")
-        self.font_size = QSpinBox(objectName="settingsFontSize", minimum=6, maximum=72)
-        self.autosave = QSpinBox(objectName="settingsAutosave", minimum=1, maximum=3600, suffix=" s")
+        self.font_family = named(QFontComboBox(), "settingsFont")
+        self.font_size = named(QSpinBox(minimum=6, maximum=72), "settingsFontSize")
+        self.autosave = named(QSpinBox(minimum=1, maximum=3600, suffix=" s"), "settingsAutosave")
         look.addRow("Theme", self.theme)
         look.addRow("Editor font", self.font_family)
         look.addRow("Font size", self.font_size)
@@ -104,7 +105,7 @@ class SettingsDialog(QDialog):
 
     @staticmethod
     def _double(name: str, low: float, high: float, step: float) -> QDoubleSpinBox:
-        box = QDoubleSpinBox(objectName=name, minimum=low, maximum=high, singleStep=step)
+        box = named(QDoubleSpinBox(minimum=low, maximum=high, singleStep=step), name)
         box.setDecimals(2)
         return box
 

@@ -1,0 +1,1333 @@
+"""The code pane: a code editor with line numbers and Pygments colours, plus four AI actions on the code.
+
+Predictability rules, the same as the prose editor's: the pane runs at most one model job, and starting another
+discards the running one, so stale text never lands. Complete at cursor and Generate from comment write into the
+document as the answer streams, as ONE undo step, with the editor read-only meanwhile (so nothing can slip into the
+middle of that undo step). Fix never writes while it runs: it shows a diff, and only Accept changes the document
+(one undo step); Discard leaves the text, the undo stack and the modified flag exactly as they were. A failed job
+leaves the document as it was.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import functools
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pygments.lexer import ExtendedRegexLexer, Lexer, RegexLexer
+from pygments.lexers import find_lexer_class_for_filename, get_lexer_by_name
+from pygments.lexers.special import TextLexer
+from pygments.style import StyleMeta
+from pygments.styles import get_style_by_name
+from pygments.token import Error, Token, Whitespace, _TokenType
+from pygments.util import ClassNotFound
+from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QColor,
+    QFont,
+    QFontDatabase,
+    QGuiApplication,
+    QKeyEvent,
+    QKeySequence,
+    QPainter,
+    QPaintEvent,
+    QPalette,
+    QResizeEvent,
+    QSyntaxHighlighter,
+    QTextCharFormat,
+    QTextCursor,
+    QTextDocument,
+    QTextFormat,
+)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QTextEdit,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from assistant.core.languages import guess_language
+from assistant.core.prompts import CodeRequest
+from assistant.core.settings import AppSettings
+from assistant.gui.panes.base import Pane
+from assistant.gui.worker import AiClient, AiJob
+
+log = logging.getLogger(__name__)
+
+TAB_WIDTH = 4
+LIGHT_STYLE = "default"
+DARK_STYLE = "github-dark"
+GUESS_DELAY_MS = 400
+"""Auto language guessing waits for a pause in typing; it reads only the first ``GUESS_SAMPLE_CHARS``."""
+GUESS_SAMPLE_CHARS = 4000
+ROOT_STACK: tuple[str, ...] = ("root",)
+
+LANGUAGE_CHOICES: tuple[tuple[str, str], ...] = (
+    ("Python", "python"), ("JavaScript", "javascript"), ("TypeScript", "typescript"), ("C", "c"), ("C++", "cpp"),
+    ("C#", "csharp"), ("Rust", "rust"), ("Go", "go"), ("Java", "java"), ("Kotlin", "kotlin"), ("Swift", "swift"),
+    ("Ruby", "ruby"), ("PHP", "php"), ("HTML", "html"), ("CSS", "css"), ("JSON", "json"), ("YAML", "yaml"),
+    ("TOML", "toml"), ("Markdown", "markdown"), ("Shell", "bash"), ("SQL", "sql"), ("Plain text", "text"),
+)  # fmt: skip
+"""The languages offered by hand in the language box: (label, Pygments alias)."""
+
+# --- guessing the language of unnamed code ----------------------------------------------------------------------
+
+_GUESS_RULES: tuple[tuple[str, str], ...] = (
+    ("python", r"^[ \t]*(def|class)[ \t]+\w+.*:[ \t]*$"),
+    ("python", r"^[ \t]*(import [\w.]+|from [\w.]+ import )"),
+    ("python", r"^[ \t]*(elif|else|try|except|finally|with|for|while|if)\b.*:[ \t]*$"),
+    ("python", r"\bself\.\w+|\bprint\(|\bNone\b|\bTrue\b"),
+    ("rust", r"\bfn[ \t]+\w+[ \t]*[<(]"),
+    ("rust", r"\blet[ \t]+mut\b|\bimpl\b|\bpub[ \t]+(fn|struct|enum)\b|\w+!\("),
+    ("go", r"^package[ \t]+\w+[ \t]*$"),
+    ("go", r"\bfunc[ \t]+(\([^)]*\)[ \t]*)?\w+\(|:=|\bfmt\.\w+\("),
+    ("c", r"^[ \t]*#[ \t]*include[ \t]*[<\"]\w+\.h[>\"]"),
+    ("c", r"\b(int|void|char|double|unsigned)[ \t]+\**\w+[ \t]*\([^)]*\)|\bprintf\("),
+    ("cpp", r"^[ \t]*#[ \t]*include[ \t]*<\w+>|\bstd::|\bnamespace[ \t]+\w+|\btemplate[ \t]*<|\bcout[ \t]*<<"),
+    ("java", r"\bpublic[ \t]+(static[ \t]+)?(class|void|final|interface)\b|\bSystem\.out\.|^import[ \t]+java\."),
+    ("csharp", r"^[ \t]*using[ \t]+System\b|\bConsole\.Write|\bnamespace[ \t]+\w+(\.\w+)+"),
+    ("javascript", r"\b(const|let|var)[ \t]+\w+[ \t]*=|\bfunction\b[ \t]*\w*[ \t]*\(|=>|\bconsole\.log\("),
+    ("typescript", r"\w[ \t]*:[ \t]*(string|number|boolean|any|void)\b"),
+    ("typescript", r"^[ \t]*(export[ \t]+)?(interface|type)[ \t]+\w+"),
+    ("html", r"<!DOCTYPE html|<html\b|<(div|span|body|head|p|a)\b[^>]*>|</(div|span|body|html|p|a)>"),
+    ("css", r"^[ \t]*[.#]?[\w-]+([ \t]*[,>][ \t]*[.#]?[\w-]+)*[ \t]*\{[ \t]*$"),
+    ("css", r"^[ \t]*[\w-]+[ \t]*:[ \t]*[^;{(]+;[ \t]*$"),
+    ("json", r"^[ \t]*\"[^\"]+\"[ \t]*:[ \t]*[\[{\"\d]"),
+    ("bash", r"^#!.*\b(ba|z)?sh\b|^[ \t]*(echo|export|fi|done|esac)\b|\$\{\w+\}"),
+    ("sql", r"(?i)^[ \t]*(select\b.+\bfrom|insert[ \t]+into|create[ \t]+table|delete[ \t]+from)\b"),
+    ("sql", r"(?i)^[ \t]*update[ \t]+\w+[ \t]+set\b"),
+    ("ruby", r"^[ \t]*(puts|require|module)\b|^[ \t]*end[ \t]*$|\bdo[ \t]*\|\w+\|"),
+    ("php", r"<\?php|\$\w+[ \t]*=.*;[ \t]*$"),
+)  # fmt: skip
+_COMPILED_GUESS_RULES = tuple((alias, re.compile(pattern, re.MULTILINE)) for alias, pattern in _GUESS_RULES)
+_GUESS_SUPERSETS = {"typescript": "javascript", "cpp": "c"}
+"""TypeScript code also looks like JavaScript, and C++ like C: the superset gets the base's points too."""
+
+
+def guess_code_language(code: str) -> str:
+    """The Pygments alias of the likeliest common language, or "text" when nothing points anywhere.
+
+    Pygments' own guess is unreliable on code (it calls a small Python function "Tera Term macro"), so the common
+    languages are scored by telltale lines first; Pygments is asked only when none of them match.
+    """
+    sample = code[:GUESS_SAMPLE_CHARS]
+    if not sample.strip():
+        return "text"
+    scores = {alias: 0 for _label, alias in LANGUAGE_CHOICES}
+    for alias, pattern in _COMPILED_GUESS_RULES:
+        scores[alias] += len(pattern.findall(sample))
+    for superset, base in _GUESS_SUPERSETS.items():
+        if scores[superset]:
+            scores[superset] += scores[base]
+    best = max(scores, key=lambda alias: scores[alias])
+    if scores[best] > 0:
+        return best
+    fallback = guess_language(sample).fence
+    known = {alias for _label, alias in LANGUAGE_CHOICES}
+    return fallback if fallback in known else "text"
+
+
+@functools.lru_cache(maxsize=64)
+def lexer_for_alias(alias: str) -> Lexer:
+    """One shared lexer per language: creating a Pygments lexer compiles its regexes, so it is kept."""
+    try:
+        return get_lexer_by_name(alias)
+    except ClassNotFound:
+        return TextLexer()
+
+
+@functools.lru_cache(maxsize=256)
+def lexer_for_file_name(name: str) -> Lexer | None:
+    """The lexer for a file name ("x.rs" -> Rust), or None when the name says nothing.
+
+    The common languages win where a pattern is shared: Pygments alone calls "query.sql" Transact-SQL.
+    """
+    base_name = os.path.basename(name)
+    for _label, alias in LANGUAGE_CHOICES:
+        lexer = lexer_for_alias(alias)
+        if alias != "text" and any(fnmatch.fnmatchcase(base_name, pattern) for pattern in lexer.filenames):
+            return lexer
+    lexer_class = find_lexer_class_for_filename(base_name)
+    if lexer_class is None or not lexer_class.aliases:
+        return None
+    return lexer_for_alias(lexer_class.aliases[0])
+
+
+def lexer_display_name(lexer: Lexer) -> str:
+    return "plain text" if isinstance(lexer, TextLexer) else str(lexer.name)
+
+
+# --- highlighting ---------------------------------------------------------------------------------------------
+
+TokenList = list[tuple[int, Any, str]]
+
+
+def _carries_state(lexer: Lexer) -> bool:
+    """Whether the lexer is a plain state machine whose state can be carried from one line to the next."""
+    return isinstance(lexer, RegexLexer) and not isinstance(lexer, ExtendedRegexLexer)
+
+
+def lex_line(lexer: Lexer, text: str, stack: tuple[str, ...] = ROOT_STACK) -> tuple[TokenList, tuple[str, ...]]:
+    """Tokens of one line, starting in state ``stack``, and the lexer's state stack where the line ends.
+
+    Pygments never reports the state it ends in, yet that is what lets a docstring or a block comment continue on
+    the next line when lines are highlighted one at a time. This is ``RegexLexer.get_tokens_unprocessed``'s loop,
+    unchanged except that it starts from ``stack`` and returns the final stack. Lexers that are not plain state
+    machines are lexed line by line without carried state.
+    """
+    if not _carries_state(lexer):
+        return list(lexer.get_tokens_unprocessed(text)), ROOT_STACK
+    tokendefs = lexer._tokens
+    statestack = list(stack) if stack and stack[-1] in tokendefs else ["root"]
+    statetokens = tokendefs[statestack[-1]]
+    tokens: TokenList = []
+    position = 0
+    while True:
+        for rexmatch, action, new_state in statetokens:
+            match = rexmatch(text, position)
+            if not match:
+                continue
+            if action is not None:
+                if type(action) is _TokenType:
+                    tokens.append((position, action, match.group()))
+                else:
+                    tokens.extend(action(lexer, match))
+            position = match.end()
+            if new_state is not None:
+                if isinstance(new_state, tuple):
+                    for state in new_state:
+                        if state == "#pop":
+                            if len(statestack) > 1:
+                                statestack.pop()
+                        elif state == "#push":
+                            statestack.append(statestack[-1])
+                        else:
+                            statestack.append(state)
+                elif isinstance(new_state, int):
+                    if abs(new_state) >= len(statestack):
+                        del statestack[1:]
+                    else:
+                        del statestack[new_state:]
+                elif new_state == "#push":
+                    statestack.append(statestack[-1])
+                statetokens = tokendefs[statestack[-1]]
+            break
+        else:
+            if position >= len(text):
+                break
+            if text[position] == "\n":
+                statestack = ["root"]
+                statetokens = tokendefs["root"]
+                tokens.append((position, Whitespace, "\n"))
+            else:
+                tokens.append((position, Error, text[position]))
+            position += 1
+    return tokens, tuple(statestack)
+
+
+def _utf16_offsets(text: str) -> list[int]:
+    """Qt counts positions in UTF-16 units; Python in code points. Entry i is code point i's Qt position."""
+    offsets = [0]
+    for character in text:
+        offsets.append(offsets[-1] + (2 if ord(character) > 0xFFFF else 1))
+    return offsets
+
+
+def utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+class PygmentsHighlighter(QSyntaxHighlighter):
+    """Colours code with Pygments one block (line) at a time, carrying the lexer's state between lines.
+
+    Lexing only the changed line keeps typing instant in long files. The lexer's state stack where a line ends (in
+    a docstring, in a block comment) is stored as the block's state, so Qt re-highlights the following lines only
+    when that state changes. Lines ending in the root state keep Qt's default state (-1) and neighbouring tokens of
+    one look share one range, so a line costs as few calls into Qt as it can. ``blocks_highlighted`` counts the
+    lines lexed, for tests and profiling.
+    """
+
+    def __init__(self, document: QTextDocument, lexer: Lexer | None = None, dark: bool = False) -> None:
+        super().__init__(document)
+        self._lexer: Lexer = lexer or TextLexer()
+        self._dark = dark
+        self._style: StyleMeta = get_style_by_name(DARK_STYLE if dark else LIGHT_STYLE)
+        self._formats: dict[Any, QTextCharFormat | None] = {}
+        self._formats_by_look: dict[tuple[Any, ...], QTextCharFormat] = {}
+        self._stacks: list[tuple[str, ...]] = []
+        self._stack_ids: dict[tuple[str, ...], int] = {ROOT_STACK: -1}
+        self.blocks_highlighted = 0
+
+    @property
+    def lexer(self) -> Lexer:
+        return self._lexer
+
+    @property
+    def style(self) -> StyleMeta:
+        """The Pygments style in use; the editor takes its background and text colours from it."""
+        return self._style
+
+    @property
+    def dark(self) -> bool:
+        return self._dark
+
+    def set_lexer(self, lexer: Lexer) -> None:
+        if lexer is self._lexer:
+            return
+        self._lexer = lexer
+        self._stacks = []
+        self._stack_ids = {ROOT_STACK: -1}
+        self.rehighlight()
+
+    def set_dark(self, dark: bool) -> None:
+        """Switch between the light and the dark Pygments style."""
+        if dark == self._dark:
+            return
+        self._dark = dark
+        self._style = get_style_by_name(DARK_STYLE if dark else LIGHT_STYLE)
+        self._formats.clear()
+        self._formats_by_look.clear()
+        self.rehighlight()
+
+    def default_colors(self) -> tuple[QColor, QColor]:
+        """The style's background and plain-text colours."""
+        background = QColor(self._style.background_color or ("#0d1117" if self._dark else "#ffffff"))
+        text = self._style.style_for_token(Token.Text)["color"] or self._style.style_for_token(Token)["color"]
+        foreground = QColor(f"#{text}") if text else QColor("#e6edf3" if self._dark else "#000000")
+        return background, foreground
+
+    def format_for(self, token_type: Any) -> QTextCharFormat | None:
+        """The character format for a token type, or None where the editor's plain colours already fit."""
+        if token_type in self._formats:
+            return self._formats[token_type]
+        char_format: QTextCharFormat | None = None
+        if token_type not in Error and token_type not in Token.Text:  # half-typed code should not flash red
+            style = self._style.style_for_token(token_type)
+            look = (style["color"], style["bgcolor"], style["bold"], style["italic"], style["underline"])
+            if any(look):
+                char_format = self._formats_by_look.get(look)
+                if char_format is None:
+                    char_format = self._make_format(*look)
+                    self._formats_by_look[look] = char_format
+        self._formats[token_type] = char_format
+        return char_format
+
+    @staticmethod
+    def _make_format(color: str, background: str, bold: bool, italic: bool, underline: bool) -> QTextCharFormat:
+        char_format = QTextCharFormat()
+        if color:
+            char_format.setForeground(QColor(f"#{color}"))
+        if background:
+            char_format.setBackground(QColor(f"#{background}"))
+        if bold:
+            char_format.setFontWeight(QFont.Weight.Bold)
+        if italic:
+            char_format.setFontItalic(True)
+        if underline:
+            char_format.setFontUnderline(True)
+        return char_format
+
+    def _stack_id(self, stack: tuple[str, ...]) -> int:
+        """Block states are ints, so each distinct lexer stack gets a number (the root state is Qt's -1)."""
+        number = self._stack_ids.get(stack)
+        if number is None:
+            number = len(self._stacks)
+            self._stacks.append(stack)
+            self._stack_ids[stack] = number
+        return number
+
+    def format_ranges(self, text: str) -> tuple[list[tuple[int, int, QTextCharFormat]], int]:
+        """The coloured ranges of one line (code points) and the block state it ends in."""
+        previous = self.previousBlockState()
+        stack = self._stacks[previous] if 0 <= previous < len(self._stacks) else ROOT_STACK
+        tokens, end_stack = lex_line(self._lexer, text + "\n", stack)
+        ranges: list[tuple[int, int, QTextCharFormat]] = []
+        for start, token_type, value in tokens:
+            if start >= len(text):
+                break
+            char_format = self.format_for(token_type)
+            if char_format is None or not value:
+                continue
+            end = min(start + len(value), len(text))
+            if ranges and ranges[-1][1] == start and ranges[-1][2] is char_format:
+                ranges[-1] = (ranges[-1][0], end, char_format)
+            else:
+                ranges.append((start, end, char_format))
+        return ranges, self._stack_id(end_stack)
+
+    def highlightBlock(self, text: str) -> None:  # noqa: N802 (Qt's name)
+        self.blocks_highlighted += 1
+        if isinstance(self._lexer, TextLexer):
+            return
+        try:
+            ranges, state = self.format_ranges(text)
+        except Exception:  # a lexer bug must never break typing: leave the line plain
+            log.debug("Pygments failed on a line", exc_info=True)
+            ranges, state = [], -1
+        offsets = None if text.isascii() else _utf16_offsets(text)
+        for start, end, char_format in ranges:
+            if offsets is None:
+                self.setFormat(start, end - start, char_format)
+            else:
+                self.setFormat(offsets[start], offsets[end] - offsets[start], char_format)
+        if self.currentBlockState() != state:
+            self.setCurrentBlockState(state)
+
+
+# --- the editor -----------------------------------------------------------------------------------------------
+
+
+def indent_width(line: str) -> int:
+    """Columns of leading whitespace, a tab counting as ``TAB_WIDTH``."""
+    expanded = line.expandtabs(TAB_WIDTH)
+    return len(expanded) - len(expanded.lstrip())
+
+
+def leading_whitespace(line: str) -> str:
+    return line[: len(line) - len(line.lstrip())]
+
+
+class LineNumberArea(QWidget):
+    """The gutter left of the text: it only paints; the editor decides its width and what it shows."""
+
+    def __init__(self, editor: CodeEditor) -> None:
+        super().__init__(editor)
+        self.setObjectName("codeLineNumbers")
+        self._editor = editor
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        return QSize(self._editor.line_number_area_width(), 0)
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt's name)
+        self._editor.paint_line_numbers(event)
+
+
+class CodeEditor(QPlainTextEdit):
+    """A plain-text editor for code: line numbers, the current line shaded, spaces for tabs, kept indentation.
+
+    The gutter follows Qt's "Code Editor" example: a child widget over the left viewport margin, as wide as the
+    line count's digits, repainted from ``updateRequest`` as the text scrolls or changes.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("codeEditor")
+        self.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self._line_numbers = LineNumberArea(self)
+        self._gutter_background = QColor("#f0f0f0")
+        self._gutter_text = QColor("#888888")
+        self._gutter_current_text = QColor("#000000")
+        self._current_line_color = QColor("#f0f0f0")
+        self.blockCountChanged.connect(self._update_line_number_width)
+        self.updateRequest.connect(self._update_line_number_area)
+        self.cursorPositionChanged.connect(self._highlight_current_line)
+        self._update_line_number_width()
+        self._highlight_current_line()
+
+    @property
+    def line_number_area(self) -> QWidget:
+        return self._line_numbers
+
+    def line_number_area_width(self) -> int:
+        digits = max(2, len(str(max(1, self.blockCount()))))
+        return 12 + self.fontMetrics().horizontalAdvance("9") * digits
+
+    def set_code_font(self, font: QFont) -> None:
+        self.setFont(font)
+        self.document().setDefaultFont(font)
+        self.setTabStopDistance(TAB_WIDTH * self.fontMetrics().horizontalAdvance(" "))
+        self._update_line_number_width()
+
+    def set_colors(self, background: QColor, foreground: QColor) -> None:
+        """Use the highlighting style's colours, so its token colours keep their contrast."""
+        palette = self.palette()
+        palette.setColor(QPalette.ColorRole.Base, background)
+        palette.setColor(QPalette.ColorRole.Text, foreground)
+        self.setPalette(palette)
+        dark = background.lightness() < 128
+        self._current_line_color = background.lighter(140) if dark else background.darker(106)
+        self._gutter_background = background.lighter(120) if dark else background.darker(104)
+        self._gutter_text = QColor(foreground)
+        self._gutter_text.setAlpha(130)
+        self._gutter_current_text = QColor(foreground)
+        self._highlight_current_line()
+        self._line_numbers.update()
+
+    # --- the gutter ----------------------------------------------------------------------------------------------
+
+    def _update_line_number_width(self, _block_count: int = 0) -> None:
+        width = self.line_number_area_width()
+        self.setViewportMargins(width, 0, 0, 0)
+        contents = self.contentsRect()
+        self._line_numbers.setGeometry(QRect(contents.left(), contents.top(), width, contents.height()))
+
+    def _update_line_number_area(self, rect: QRect, dy: int) -> None:
+        if dy:
+            self._line_numbers.scroll(0, dy)
+        else:
+            self._line_numbers.update(0, rect.y(), self._line_numbers.width(), rect.height())
+        if rect.contains(self.viewport().rect()):
+            self._update_line_number_width()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        self._update_line_number_width()
+
+    def paint_line_numbers(self, event: QPaintEvent) -> None:
+        painter = QPainter(self._line_numbers)
+        try:
+            painter.fillRect(event.rect(), self._gutter_background)
+            block = self.firstVisibleBlock()
+            number = block.blockNumber()
+            top = round(self.blockBoundingGeometry(block).translated(self.contentOffset()).top())
+            bottom = top + round(self.blockBoundingRect(block).height())
+            current = self.textCursor().blockNumber()
+            width = self._line_numbers.width() - 6
+            height = self.fontMetrics().height()
+            while block.isValid() and top <= event.rect().bottom():
+                if block.isVisible() and bottom >= event.rect().top():
+                    painter.setPen(self._gutter_current_text if number == current else self._gutter_text)
+                    painter.drawText(0, top, width, height, Qt.AlignmentFlag.AlignRight, str(number + 1))
+                block = block.next()
+                top = bottom
+                bottom = top + round(self.blockBoundingRect(block).height())
+                number += 1
+        finally:
+            painter.end()
+
+    def _highlight_current_line(self) -> None:
+        selection = QTextEdit.ExtraSelection()
+        selection.format.setBackground(self._current_line_color)
+        selection.format.setProperty(QTextFormat.Property.FullWidthSelection, True)
+        cursor = self.textCursor()
+        cursor.clearSelection()
+        selection.cursor = cursor
+        self.setExtraSelections([selection])
+        self._line_numbers.update()
+
+    # --- typing --------------------------------------------------------------------------------------------------
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt's name)
+        """Tab indents with spaces, Shift+Tab dedents, Enter keeps the line's indentation."""
+        if self.isReadOnly():
+            super().keyPressEvent(event)
+            return
+        key = event.key()
+        modifiers = event.modifiers()
+        command_keys = (
+            Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier | Qt.KeyboardModifier.MetaModifier
+        )
+        if key == Qt.Key.Key_Tab and not modifiers & command_keys:
+            self._tab()
+        elif key == Qt.Key.Key_Backtab and not modifiers & command_keys:
+            self._change_indent(dedent=True)
+        elif key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not modifiers & command_keys:
+            cursor = self.textCursor()
+            indent = leading_whitespace(cursor.block().text()[: cursor.positionInBlock()])
+            cursor.insertText("\n" + indent)
+            self.setTextCursor(cursor)
+            self.ensureCursorVisible()
+        else:
+            super().keyPressEvent(event)
+
+    def _tab(self) -> None:
+        cursor = self.textCursor()
+        if cursor.hasSelection():
+            start = self.document().findBlock(cursor.selectionStart())
+            end = self.document().findBlock(cursor.selectionEnd())
+            if start.blockNumber() != end.blockNumber():
+                self._change_indent(dedent=False)
+                return
+        cursor.beginEditBlock()
+        cursor.removeSelectedText()
+        column = len(cursor.block().text()[: cursor.positionInBlock()].expandtabs(TAB_WIDTH))
+        cursor.insertText(" " * (TAB_WIDTH - column % TAB_WIDTH))
+        cursor.endEditBlock()
+        self.setTextCursor(cursor)
+
+    def _change_indent(self, dedent: bool) -> None:
+        """Indent or dedent every line the selection touches, as one undo step."""
+        cursor = self.textCursor()
+        document = self.document()
+        first = document.findBlock(cursor.selectionStart())
+        last = document.findBlock(cursor.selectionEnd())
+        if last.blockNumber() > first.blockNumber() and cursor.selectionEnd() == last.position():
+            last = last.previous()  # a selection ending at a line's start does not include that line
+        edit = QTextCursor(document)
+        edit.beginEditBlock()
+        block = first
+        while block.isValid() and block.blockNumber() <= last.blockNumber():
+            edit.setPosition(block.position())
+            if dedent:
+                text = block.text()
+                remove = 1 if text.startswith("\t") else len(text[:TAB_WIDTH]) - len(text[:TAB_WIDTH].lstrip(" "))
+                if remove:
+                    edit.setPosition(block.position() + remove, QTextCursor.MoveMode.KeepAnchor)
+                    edit.removeSelectedText()
+            else:
+                edit.insertText(" " * TAB_WIDTH)
+            block = block.next()
+        edit.endEditBlock()
+
+
+# --- what the model wrote ---------------------------------------------------------------------------------------
+
+
+def completion_extent(generated: str, cursor_line_indent: int, single_line: bool, final: bool) -> tuple[int, bool]:
+    """How much of a streamed completion to keep, and whether it has reached a natural end.
+
+    The first line continues the cursor's line and shows as it streams. In the middle of a line only that line is
+    completed. Otherwise later lines are kept whole, and the completion ends where the code leaves the cursor's block:
+    a line indented less than the cursor's line or than the completion's first new line (a closing bracket on it is
+    kept), two blank lines in a row, or a Markdown code fence. Blank lines are kept only when code follows them.
+    Unless ``final``, the last line is still arriving and is not judged yet.
+    """
+    lines = generated.split("\n")
+    kept = len(lines[0])
+    if single_line:
+        return kept, len(lines) > 1
+    candidates = lines[1:] if final else lines[1:-1]
+    reference: int | None = None
+    blank_run = 0
+    seen_code = bool(lines[0].strip())
+    line_end = len(lines[0])
+    for line in candidates:
+        line_end += 1 + len(line)
+        stripped = line.strip()
+        if not stripped:
+            blank_run += 1
+            if blank_run >= 2 and seen_code:
+                return kept, True
+            continue
+        if stripped.startswith("```"):
+            return kept, True
+        indent = indent_width(line)
+        if reference is None:
+            reference = indent
+        if indent < cursor_line_indent or indent < reference:
+            return (line_end if stripped[0] in ")]}" else kept), True
+        kept = line_end
+        blank_run = 0
+        seen_code = True
+    return kept, False
+
+
+def fenced_code(answer: str) -> tuple[str | None, bool]:
+    """The code inside the answer's first ``` fence (so far), and whether the fence has closed.
+
+    None while no fence has opened: the answer may still be an introduction ("Here is the code:").
+    """
+    lines = answer.split("\n")
+    for index, line in enumerate(lines):
+        if not line.lstrip().startswith("```"):
+            continue
+        body: list[str] = []
+        for inner in lines[index + 1 :]:
+            if inner.lstrip().startswith("```"):
+                return "\n".join(body), True
+            body.append(inner)
+        return "\n".join(body), False
+    return None, False
+
+
+def code_lines_so_far(answer: str, final: bool) -> tuple[list[str], bool]:
+    """The lines of code in a streamed answer that are certain so far, and whether the code is complete.
+
+    The first fenced block is the code; an answer without any fence is all code once it has ended. A line still
+    arriving is held back, and so are blank lines until code follows them, so the text only ever grows.
+    """
+    code, closed = fenced_code(answer)
+    if code is None:
+        if not final:
+            return [], False
+        code, closed = answer, True
+    lines = code.split("\n")
+    if not (closed or final):
+        lines = lines[:-1]
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines, closed or final
+
+
+def final_code(answer: str) -> str:
+    """The code of a finished answer: its first fenced block, or the whole answer when it has none."""
+    code, _closed = fenced_code(answer)
+    return (answer if code is None else code).strip("\n")
+
+
+def _common_indent(text: str) -> str:
+    indents = [leading_whitespace(line) for line in text.split("\n") if line.strip()]
+    return os.path.commonprefix(indents) if indents else ""
+
+
+def fit_replacement(original: str, code: str) -> str:
+    """The model's code shaped like the text it replaces: the same indentation and surrounding blank lines."""
+    body = code.strip("\n")
+    margin = _common_indent(original)
+    if margin and not _common_indent(body):
+        body = "\n".join(margin + line if line.strip() else line for line in body.split("\n"))
+    leading = original[: len(original) - len(original.lstrip("\n"))]
+    trailing = original[len(original.rstrip()) :]
+    return leading + body + trailing
+
+
+def unified_diff_text(old: str, new: str, name: str) -> str:
+    lines = difflib.unified_diff(
+        old.splitlines(), new.splitlines(), fromfile=f"a/{name}", tofile=f"b/{name}", lineterm=""
+    )
+    return "\n".join(lines)
+
+
+# --- the pane -------------------------------------------------------------------------------------------------
+
+
+class _LiveInsertion:
+    """Text the AI writes into the document as it arrives, all of it ONE undo step.
+
+    The first change opens an edit block; later ones join it (``joinPreviousEditBlock``), so a single Undo removes
+    the whole insertion. The editor's cursor follows the text only while it sits at the insertion point.
+    """
+
+    def __init__(self, editor: CodeEditor, position: int) -> None:
+        self._editor = editor
+        self._cursor = QTextCursor(editor.document())
+        self._cursor.setPosition(position)
+        self._started = False
+        self.text = ""
+        self.writing = False
+        """True while this insertion itself changes the document, so the pane can tell its edits from others."""
+
+    def show(self, text: str) -> None:
+        """Make the inserted text ``text``: add what is new and take back what the model's answer no longer has."""
+        common = len(os.path.commonprefix([self.text, text]))
+        removed, added = self.text[common:], text[common:]
+        if not removed and not added:
+            return
+        view = self._editor.textCursor()
+        follow = not view.hasSelection() and view.position() == self._cursor.position()
+        self.writing = True
+        try:
+            if self._started:
+                self._cursor.joinPreviousEditBlock()
+            else:
+                self._cursor.beginEditBlock()
+                self._started = True
+            if removed:
+                end = self._cursor.position()
+                self._cursor.setPosition(end - utf16_length(removed), QTextCursor.MoveMode.KeepAnchor)
+                self._cursor.removeSelectedText()
+            if added:
+                self._cursor.insertText(added)
+            self._cursor.endEditBlock()
+        finally:
+            self.writing = False
+        self.text = text
+        if follow:
+            self._editor.setTextCursor(QTextCursor(self._cursor))
+            self._editor.ensureCursorVisible()
+
+    def roll_back(self) -> None:
+        """Take the insertion out again, leaving the undo stack's top and the modified flag as before."""
+        if self._started:
+            self.writing = True
+            try:
+                self._editor.document().undo()
+            finally:
+                self.writing = False
+            self._started = False
+            self.text = ""
+
+
+@dataclass
+class _FixTarget:
+    """What Fix works on: the selection (tracked by a cursor, so later edits move it) or the whole file."""
+
+    cursor: QTextCursor
+    original: str
+    whole_file: bool
+    new_text: str = ""
+
+
+_Method = TypeVar("_Method", bound=Callable[..., None])
+
+
+def _reports_busy(method: _Method) -> _Method:
+    """Emit busyChanged after the method, and only if busy really changed.
+
+    Starting an action while another runs discards the old job and starts a new one: listeners should see the pane
+    stay busy, not a flicker of False and True.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: CodePane, *args: Any) -> None:
+        try:
+            method(self, *args)
+        finally:
+            self._sync_busy()
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _theme_is_dark(theme: str, widget: QWidget) -> bool:
+    if theme in ("dark", "light"):
+        return theme == "dark"
+    scheme = QGuiApplication.styleHints().colorScheme()
+    if scheme != Qt.ColorScheme.Unknown:
+        return scheme == Qt.ColorScheme.Dark
+    return widget.palette().color(QPalette.ColorRole.Window).lightness() < 128
+
+
+class CodePane(Pane):
+    """The code editor and its AI actions: Complete at cursor, Explain, Generate from comment, Fix.
+
+    Signals:
+        explainRequested(code, language_name): the user asked for an explanation; the main window sends it to chat.
+        busyChanged(busy): a model job started (True) or ended (False).
+        statusMessage(text): progress and errors (inherited), also shown in the pane's message line.
+    """
+
+    explainRequested = Signal(str, str)
+    busyChanged = Signal(bool)
+    menu_title = "Code"
+
+    def __init__(self, client: AiClient, settings: AppSettings, parent: QWidget | None = None) -> None:
+        super().__init__(client, settings, parent)
+        self.setObjectName("codePane")
+        self._file_name: str | None = None
+        self._guessed_alias = "text"
+        self._guessed_sample: str | None = None
+        self._job: AiJob | None = None
+        self._job_kind = ""
+        self._received = ""
+        self._insertion: _LiveInsertion | None = None
+        self._was_read_only = False
+        self._completion_indent = 0
+        self._single_line = False
+        self._generate_indent = ""
+        self._fix: _FixTarget | None = None
+        self._reported_busy = False
+
+        self._editor = CodeEditor(self)
+        self._highlighter = PygmentsHighlighter(self._editor.document())
+        self._build_actions()
+        self._build_ui()
+        self._guess_timer = QTimer(self)
+        self._guess_timer.setSingleShot(True)
+        self._guess_timer.setInterval(GUESS_DELAY_MS)
+        self._guess_timer.timeout.connect(self._guess_language_now)
+        self._editor.document().contentsChange.connect(self._on_contents_change)
+        self.apply_settings(settings)
+        self._update_lexer()
+
+    # --- building ------------------------------------------------------------------------------------------------
+
+    def _make_action(self, text: str, shortcut: str, name: str, slot: Any) -> QAction:
+        action = QAction(text, self)
+        action.setObjectName(name)
+        action.setShortcut(QKeySequence(shortcut))
+        # Only while focus is in this pane: the other panes may use the same keys for their own actions.
+        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        action.setToolTip(f"{text} ({QKeySequence(shortcut).toString(QKeySequence.SequenceFormat.NativeText)})")
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        self.complete_action = self._make_action(
+            "Complete at Cursor", "Ctrl+Shift+Space", "codeCompleteAction", self.complete_at_cursor
+        )
+        self.explain_action = self._make_action(
+            "Explain Selection", "Ctrl+Shift+X", "codeExplainAction", self.explain_selection
+        )
+        self.generate_action = self._make_action(
+            "Generate from Comment", "Ctrl+Shift+G", "codeGenerateAction", self.generate_from_comment
+        )
+        self.fix_action = self._make_action("Fix Code", "Ctrl+Shift+F", "codeFixAction", self.fix_code)
+
+    def _build_ui(self) -> None:
+        self._language_box = QComboBox()
+        self._language_box.setObjectName("codeLanguage")
+        self._language_box.setToolTip("The code's language: Auto follows the file name or guesses from the text")
+        self._language_box.addItem("Auto", "")
+        for label, alias in LANGUAGE_CHOICES:
+            self._language_box.addItem(label, alias)
+        self._language_box.currentIndexChanged.connect(self._update_lexer)
+
+        toolbar = QHBoxLayout()
+        toolbar.addWidget(QLabel("Language:"))
+        toolbar.addWidget(self._language_box)
+        toolbar.addStretch(1)
+        for action, name in (
+            (self.complete_action, "codeComplete"),
+            (self.explain_action, "codeExplain"),
+            (self.generate_action, "codeGenerate"),
+            (self.fix_action, "codeFix"),
+        ):
+            button = QToolButton()
+            button.setObjectName(name)
+            button.setDefaultAction(action)
+            toolbar.addWidget(button)
+        self._stop_button = QPushButton("Stop")
+        self._stop_button.setObjectName("codeStop")
+        self._stop_button.setToolTip("Stop the model (Esc)")
+        self._stop_button.setEnabled(False)
+        self._stop_button.clicked.connect(self.stop)
+        toolbar.addWidget(self._stop_button)
+
+        self._diff_title = QLabel()
+        self._diff_title.setWordWrap(True)
+        self._diff_text = QPlainTextEdit()
+        self._diff_text.setObjectName("codeDiffText")
+        self._diff_text.setReadOnly(True)
+        self._diff_text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self._diff_highlighter = PygmentsHighlighter(self._diff_text.document(), lexer_for_alias("diff"))
+        self._accept_button = QPushButton("Accept")
+        self._accept_button.setObjectName("codeAccept")
+        self._accept_button.setToolTip("Replace the code with the fixed version (one undo step)")
+        self._accept_button.clicked.connect(self.accept_fix)
+        self._discard_button = QPushButton("Discard")
+        self._discard_button.setObjectName("codeDiscard")
+        self._discard_button.setToolTip("Close the diff and leave the code as it is")
+        self._discard_button.clicked.connect(self.discard_fix)
+        diff_buttons = QHBoxLayout()
+        diff_buttons.addStretch(1)
+        diff_buttons.addWidget(self._accept_button)
+        diff_buttons.addWidget(self._discard_button)
+        self._diff_view = QWidget()
+        self._diff_view.setObjectName("codeDiffView")
+        diff_layout = QVBoxLayout(self._diff_view)
+        diff_layout.setContentsMargins(0, 0, 0, 0)
+        diff_layout.addWidget(self._diff_title)
+        diff_layout.addWidget(self._diff_text, 1)
+        diff_layout.addLayout(diff_buttons)
+        self._diff_view.hide()
+
+        self._error_input = QPlainTextEdit()
+        self._error_input.setObjectName("codeErrorInput")
+        self._error_input.setPlaceholderText("Optional: paste the error message or traceback here; Fix uses it.")
+        self._error_input.setTabChangesFocus(True)
+        error_label = QLabel("Error message for &Fix:")
+        error_label.setBuddy(self._error_input)
+
+        bottom = QWidget()
+        bottom_layout = QVBoxLayout(bottom)
+        bottom_layout.setContentsMargins(0, 0, 0, 0)
+        bottom_layout.addWidget(self._diff_view, 3)
+        bottom_layout.addWidget(error_label)
+        bottom_layout.addWidget(self._error_input, 1)
+
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self._editor)
+        splitter.addWidget(bottom)
+        splitter.setStretchFactor(0, 4)
+        splitter.setStretchFactor(1, 1)
+        splitter.setChildrenCollapsible(False)
+
+        self._message = QLabel()
+        self._message.setObjectName("codeMessage")
+        self._message.setWordWrap(True)
+        self._message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(toolbar)
+        layout.addWidget(splitter, 1)
+        layout.addWidget(self._message)
+
+    # --- the public face -----------------------------------------------------------------------------------------
+
+    @property
+    def editor(self) -> CodeEditor:
+        return self._editor
+
+    @property
+    def highlighter(self) -> PygmentsHighlighter:
+        return self._highlighter
+
+    @property
+    def file_name(self) -> str | None:
+        return self._file_name
+
+    @property
+    def busy(self) -> bool:
+        return self._job is not None
+
+    def pane_actions(self) -> list[QAction]:
+        return [self.complete_action, self.explain_action, self.generate_action, self.fix_action]
+
+    def set_file_name(self, name: str | None) -> None:
+        """Highlight as the file name says ("x.rs" is Rust). A new name puts the language box back on Auto.
+
+        Call it before loading the text, so a long file is highlighted once, in the right language.
+        """
+        name = name or None
+        if name == self._file_name:
+            return
+        self._file_name = name
+        if self._language_box.currentIndex() != 0:
+            self._language_box.setCurrentIndex(0)  # updates the lexer
+        else:
+            self._update_lexer()
+
+    def language_name(self) -> str:
+        """The human name of the code's language ("Python", "Rust", "plain text")."""
+        return lexer_display_name(self._highlighter.lexer)
+
+    def set_dark(self, dark: bool) -> None:
+        """Use the dark (or light) highlighting style, with the editor's colours to match."""
+        self._highlighter.set_dark(dark)
+        self._diff_highlighter.set_dark(dark)
+        background, foreground = self._highlighter.default_colors()
+        self._editor.set_colors(background, foreground)
+        palette = self._diff_text.palette()
+        palette.setColor(QPalette.ColorRole.Base, background)
+        palette.setColor(QPalette.ColorRole.Text, foreground)
+        self._diff_text.setPalette(palette)
+
+    def apply_settings(self, settings: AppSettings) -> None:
+        super().apply_settings(settings)
+        if settings.editor_font_family:
+            font = QFont(settings.editor_font_family)
+            font.setStyleHint(QFont.StyleHint.TypeWriter)
+        else:
+            font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        font.setFixedPitch(True)
+        if settings.editor_font_size > 0:
+            font.setPointSize(settings.editor_font_size)
+        self._editor.set_code_font(font)
+        self._diff_text.setFont(font)
+        self._error_input.setFont(font)
+        self.set_dark(_theme_is_dark(settings.theme, self))
+
+    @_reports_busy
+    def stop(self) -> None:
+        """Stop the running job now; text already written stays (one undo step), nothing more arrives."""
+        if self._job is None:
+            return
+        kind = self._job_kind
+        self._end_job()
+        self._say("Fix stopped; the code is unchanged." if kind == "fix" else "Stopped.")
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
+        self._end_job()
+        self._sync_busy()
+        super().closeEvent(event)
+
+    # --- language ------------------------------------------------------------------------------------------------
+
+    def _auto_lexer(self) -> Lexer:
+        """What Auto means: the file name's language, else the language guessed from the text."""
+        if self._file_name:
+            by_name = lexer_for_file_name(self._file_name)
+            if by_name is not None:
+                return by_name
+        return lexer_for_alias(self._guessed_alias)
+
+    def _guessing_applies(self) -> bool:
+        return not self._language_box.currentData() and (
+            not self._file_name or lexer_for_file_name(self._file_name) is None
+        )
+
+    def _update_lexer(self) -> None:
+        auto = self._auto_lexer()
+        alias = self._language_box.currentData()
+        self._highlighter.set_lexer(lexer_for_alias(alias) if alias else auto)
+        self._language_box.setItemText(0, f"Auto ({lexer_display_name(auto)})")
+        if self._guessing_applies():
+            self._guess_timer.start()
+
+    def _on_contents_change(self, _position: int, removed: int, added: int) -> None:
+        if removed == added:
+            return  # only formats changed (highlighting), or one character replaced another
+        if self._insertion is not None and not self._insertion.writing:
+            # The text changed under the AI's insertion (a file was loaded, Replace All ran): its answer no longer
+            # fits where it was going, so it stops, keeping what it wrote.
+            self._end_job()
+            self._sync_busy()
+            self._say("Stopped: the code changed while the model was writing.")
+        if self._guessing_applies():
+            self._guess_timer.start()
+
+    def _guess_language_now(self) -> None:
+        if not self._guessing_applies():
+            return
+        document = self._editor.document()
+        head = QTextCursor(document)
+        head.setPosition(min(GUESS_SAMPLE_CHARS, document.characterCount() - 1), QTextCursor.MoveMode.KeepAnchor)
+        sample = head.selection().toPlainText()
+        if sample == self._guessed_sample:
+            return
+        self._guessed_sample = sample
+        alias = guess_code_language(sample)
+        if alias != self._guessed_alias:
+            self._guessed_alias = alias
+            self._update_lexer()
+
+    def _request_language(self) -> str | None:
+        """The language for a request: the lexer's alias, or None to let the prompt builder guess."""
+        lexer = self._highlighter.lexer
+        if isinstance(lexer, TextLexer) or not lexer.aliases:
+            return None
+        return str(lexer.aliases[0])
+
+    # --- the actions ---------------------------------------------------------------------------------------------
+
+    @_reports_busy
+    def complete_at_cursor(self) -> None:
+        """Continue the code at the cursor, writing the answer in as it streams (one undo step)."""
+        self._end_job()
+        cursor = self._editor.textCursor()
+        position = cursor.position()
+        before = QTextCursor(self._editor.document())
+        before.setPosition(position, QTextCursor.MoveMode.KeepAnchor)
+        prefix = before.selection().toPlainText()
+        if not prefix.strip():
+            self._say("Write some code first: Complete continues the code before the cursor.")
+            return
+        line = cursor.block().text()
+        self._completion_indent = indent_width(line)
+        self._single_line = bool(line[cursor.positionInBlock() :].strip())
+        cursor.clearSelection()
+        self._editor.setTextCursor(cursor)
+        request = CodeRequest(prefix, mode="complete", language=self._request_language(), filename=self._file_name)
+        self._insertion = _LiveInsertion(self._editor, position)
+        self._start_job("complete", request, "Completing… (Esc stops)")
+
+    def explain_selection(self) -> None:
+        """Hand the selection (or the whole file) to the chat pane for an explanation; no generation here."""
+        cursor = self._editor.textCursor()
+        code = cursor.selection().toPlainText() if cursor.hasSelection() else self._editor.toPlainText()
+        if not code.strip():
+            self._say("Select the code to explain.")
+            return
+        self.explainRequested.emit(code, self.language_name())
+
+    @_reports_busy
+    def generate_from_comment(self) -> None:
+        """Write code for the selected description (or the cursor's line) and insert it below, as it streams."""
+        self._end_job()
+        document = self._editor.document()
+        cursor = self._editor.textCursor()
+        if cursor.hasSelection():
+            description = cursor.selection().toPlainText()
+            last_block = document.findBlock(cursor.selectionEnd())
+            first_block = document.findBlock(cursor.selectionStart())
+            if last_block.blockNumber() > first_block.blockNumber() and cursor.selectionEnd() == last_block.position():
+                last_block = last_block.previous()
+        else:
+            first_block = last_block = cursor.block()
+            description = first_block.text()
+        if not description.strip():
+            self._say("Write a comment that says what the code should do, then Generate on that line.")
+            return
+        self._generate_indent = leading_whitespace(first_block.text())
+        request = CodeRequest(
+            description.strip(), mode="generate", language=self._request_language(), filename=self._file_name
+        )
+        self._insertion = _LiveInsertion(self._editor, last_block.position() + last_block.length() - 1)
+        self._start_job("generate", request, "Writing code… (Esc stops)")
+
+    @_reports_busy
+    def fix_code(self) -> None:
+        """Ask for a fixed version of the selection (or the whole file) and show it as a diff to accept or discard."""
+        self._end_job()
+        self._close_diff()
+        cursor = QTextCursor(self._editor.textCursor())
+        whole_file = not cursor.hasSelection()
+        original = self._editor.toPlainText() if whole_file else cursor.selection().toPlainText()
+        if not original.strip():
+            self._say("There is no code to fix.")
+            return
+        self._fix = _FixTarget(cursor, original, whole_file)
+        request = CodeRequest(
+            original,
+            mode="fix",
+            language=self._request_language(),
+            filename=self._file_name,
+            error=self._error_input.toPlainText(),
+        )
+        self._start_job("fix", request, "Fixing… (Esc stops)")
+
+    def accept_fix(self) -> None:
+        """Put the fixed code in place of what was fixed, as one undo step."""
+        fix = self._fix
+        if fix is None or self._diff_view.isHidden():
+            return
+        if fix.whole_file:
+            cursor = QTextCursor(self._editor.document())
+            cursor.select(QTextCursor.SelectionType.Document)
+            current = self._editor.toPlainText()
+        else:
+            cursor = QTextCursor(fix.cursor)
+            current = cursor.selection().toPlainText()
+        if current != fix.original:
+            self._close_diff()
+            self._say("The code changed while the fix was shown; run Fix again.")
+            return
+        cursor.beginEditBlock()
+        cursor.insertText(fix.new_text)
+        cursor.endEditBlock()
+        self._editor.setTextCursor(cursor)
+        self._error_input.clear()
+        self._close_diff()
+        self._say("Fix applied. Undo takes it back.")
+
+    def discard_fix(self) -> None:
+        """Close the diff; the document, its undo stack and its modified flag stay exactly as they are."""
+        self._close_diff()
+        self._say("Fix discarded.")
+
+    # --- running a job -------------------------------------------------------------------------------------------
+
+    def _sync_busy(self) -> None:
+        if self.busy != self._reported_busy:
+            self._reported_busy = self.busy
+            self.busyChanged.emit(self.busy)
+
+    def _say(self, text: str) -> None:
+        self._message.setText(text)
+        self.statusMessage.emit(text)
+
+    def _start_job(self, kind: str, request: CodeRequest, message: str) -> None:
+        self._job_kind = kind
+        self._received = ""
+        if kind in ("complete", "generate"):
+            self._was_read_only = self._editor.isReadOnly()
+            self._editor.setReadOnly(True)  # nothing may slip into the middle of the AI's undo step
+        job = self.client.start(request, self.settings.sampler)
+        job.chunk.connect(self._on_chunk)
+        job.progress.connect(self._on_progress)
+        job.finished.connect(self._on_finished)
+        job.failed.connect(self._on_failed)
+        self._job = job
+        self._stop_button.setEnabled(True)
+        self._say(message)
+
+    def _end_job(self) -> None:
+        """Forget the running job (nothing it still produces lands) and give the editor back."""
+        job, self._job = self._job, None
+        if job is None:
+            return
+        if not job.done:
+            job.discard()
+        job.deleteLater()
+        if self._job_kind in ("complete", "generate"):
+            self._editor.setReadOnly(self._was_read_only)
+        else:
+            self._fix = None  # a fix job that ended shows its diff from the target _finish kept
+        self._insertion = None
+        self._stop_button.setEnabled(False)
+
+    def _is_current(self) -> bool:
+        return self._job is not None and self.sender() is self._job
+
+    def _on_progress(self, stage: str) -> None:
+        if self._is_current():
+            self._say(stage)
+
+    @_reports_busy
+    def _on_chunk(self, text: str) -> None:
+        if not self._is_current():
+            return
+        self._received += text
+        if self._show_received(final=False):
+            self._finish("natural end")
+
+    @_reports_busy
+    def _on_finished(self, stats: dict[str, Any]) -> None:
+        if not self._is_current():
+            return
+        self._show_received(final=True)
+        self._finish(str(stats.get("finish_reason", "")))
+
+    @_reports_busy
+    def _on_failed(self, message: str) -> None:
+        if not self._is_current():
+            return
+        if self._insertion is not None:
+            self._insertion.roll_back()
+        self._end_job()
+        self._say(message)
+
+    def _show_received(self, final: bool) -> bool:
+        """Bring the document up to date with the answer so far; True when the answer needs nothing more."""
+        insertion = self._insertion
+        if self._job_kind == "complete" and insertion is not None:
+            kept, done = completion_extent(self._received, self._completion_indent, self._single_line, final)
+            text = self._received[:kept]
+            insertion.show(text.rstrip() if final or done else text)
+            return done
+        if self._job_kind == "generate" and insertion is not None:
+            lines, done = code_lines_so_far(self._received, final)
+            add_indent = bool(lines) and not leading_whitespace(lines[0])
+            indent = self._generate_indent if add_indent else ""
+            insertion.show("".join("\n" + (indent + line if line.strip() else line) for line in lines))
+            return done
+        if self._job_kind == "fix":
+            _code, closed = fenced_code(self._received)
+            return closed
+        return False
+
+    def _finish(self, finish_reason: str) -> None:
+        kind = self._job_kind
+        insertion = self._insertion
+        fix = self._fix
+        wrote = bool(insertion and insertion.text)
+        received = self._received
+        self._end_job()
+        if kind == "fix":
+            if fix is not None:
+                self._show_fix(fix, received, cut_short=finish_reason == "length")
+        elif wrote:
+            self._say("Code inserted. Undo takes it back." if kind == "generate" else "Completed. Undo takes it back.")
+        else:
+            if insertion is not None:
+                insertion.roll_back()  # whitespace that was taken back again leaves no empty undo step
+            self._say("The model wrote no code here." if kind == "generate" else "The model had nothing to add here.")
+
+    # --- the fix diff --------------------------------------------------------------------------------------------
+
+    def _show_fix(self, fix: _FixTarget, answer: str, cut_short: bool) -> None:
+        code = final_code(answer)
+        if not code.strip():
+            self._say("The model returned no code to compare.")
+            return
+        self._fix = fix
+        fix.new_text = fit_replacement(fix.original, code)
+        name = os.path.basename(self._file_name) if self._file_name else "code"
+        if fix.new_text == fix.original:
+            self._diff_text.setPlainText("")
+            self._diff_title.setText("No changes: the model returned the same code.")
+            self._accept_button.setEnabled(False)
+        else:
+            self._diff_text.setPlainText(unified_diff_text(fix.original, fix.new_text, name))
+            title = "Suggested fix of the selection:" if not fix.whole_file else "Suggested fix:"
+            if cut_short:
+                title += (
+                    " The answer reached the length limit, so the end may be missing: check the diff, or raise the"
+                    " maximum answer length in Settings."
+                )
+            self._diff_title.setText(title)
+            self._accept_button.setEnabled(True)
+        self._diff_view.show()
+        self._say("Review the fix, then Accept or Discard.")
+
+    def _close_diff(self) -> None:
+        self._diff_view.hide()
+        self._diff_text.clear()
+        self._fix = None
