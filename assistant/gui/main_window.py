@@ -65,6 +65,12 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.chat_pane, "Chat")
         self.tabs.addTab(self.code_pane, "Code")
         self.setCentralWidget(self.tabs)
+        # Switching panes puts the cursor where the user types: the editor, the chat box, the code.
+        self.editor_pane.setFocusProxy(self.editor_pane.editor)
+        self.code_pane.setFocusProxy(self.code_pane.editor)
+        chat_input = self.chat_pane.findChild(QWidget, "chatInput")
+        if chat_input is not None:
+            self.chat_pane.setFocusProxy(chat_input)
 
         self.editor_doc = DocumentController(
             self.editor_pane.editor,
@@ -193,6 +199,7 @@ class MainWindow(QMainWindow):
             toolbar = pane.property("toolbar")
             if toolbar is not None:
                 toolbar.setVisible(current)
+        self.panes[index].setFocus(Qt.FocusReason.TabFocusReason)
         document_pane = index != 1
         for action in (self.new_action, self.open_action, self.save_action, self.save_as_action):
             action.setEnabled(document_pane)

@@ -319,3 +319,13 @@ def test_screenshot_command_saves_the_window(cli_env, tmp_path: Path, session_pr
 
     image = QImage(str(shot))
     assert image.width() >= 800 and image.height() >= 500
+
+
+def test_switching_panes_puts_the_cursor_where_the_user_types(qtbot, window) -> None:
+    window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: window.focusWidget() is window.findChild(QPlainTextEdit, "chatInput"), timeout=2000)
+    qtbot.keyClick(window, Qt.Key.Key_3, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: window.focusWidget() is window.code_pane.editor, timeout=2000)
+    qtbot.keyClick(window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: window.focusWidget() is window.editor_pane.editor, timeout=2000)
