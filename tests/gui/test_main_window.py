@@ -329,3 +329,16 @@ def test_switching_panes_puts_the_cursor_where_the_user_types(qtbot, window) -> 
     qtbot.waitUntil(lambda: window.focusWidget() is window.code_pane.editor, timeout=2000)
     qtbot.keyClick(window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: window.focusWidget() is window.editor_pane.editor, timeout=2000)
+
+
+def test_dark_and_light_themes_change_the_whole_window(window) -> None:
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QApplication
+
+    dark = AppSettings(theme="dark")
+    window.change_settings(dark)
+    base = QApplication.palette().color(QPalette.ColorRole.Base)
+    assert base.lightness() < 80, "dark theme: dark text areas"
+    assert window.editor_pane.editor.palette().color(QPalette.ColorRole.Base).lightness() < 80
+    window.change_settings(AppSettings(theme="light"))
+    assert QApplication.palette().color(QPalette.ColorRole.Base).lightness() > 200
