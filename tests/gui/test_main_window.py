@@ -331,7 +331,7 @@ def test_switching_panes_puts_the_cursor_where_the_user_types(qtbot, window) -> 
     qtbot.waitUntil(lambda: window.focusWidget() is window.editor_pane.editor, timeout=2000)
 
 
-def test_dark_and_light_themes_change_the_whole_window(window) -> None:
+def test_dark_and_light_themes_change_the_whole_window(qtbot, window) -> None:
     from PySide6.QtGui import QPalette
     from PySide6.QtWidgets import QApplication
 
@@ -339,6 +339,7 @@ def test_dark_and_light_themes_change_the_whole_window(window) -> None:
     window.change_settings(dark)
     base = QApplication.palette().color(QPalette.ColorRole.Base)
     assert base.lightness() < 80, "dark theme: dark text areas"
-    assert window.editor_pane.editor.palette().color(QPalette.ColorRole.Base).lightness() < 80
+    editor = window.editor_pane.editor
+    qtbot.waitUntil(lambda: editor.palette().color(QPalette.ColorRole.Base).lightness() < 80, timeout=2000)
     window.change_settings(AppSettings(theme="light"))
     assert QApplication.palette().color(QPalette.ColorRole.Base).lightness() > 200
