@@ -67,6 +67,9 @@ class AppSettings:
     autosave_seconds: int = 10
     recent_files: list[str] = field(default_factory=list)
     chat_system_prompt: str | None = None
+    suggest_in_editor: bool = True
+    """Ghost-text suggestions appear by themselves in the prose editor (Ctrl+Space always asks)."""
+    suggest_in_code: bool = True
     window_geometry: str = ""
 
     def add_recent(self, path: str) -> None:

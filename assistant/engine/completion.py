@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +85,9 @@ class InlineResult:
     reused_tokens: int = 0
     new_tokens: int = 0
     ttft_ms: float = 0.0
+    """From the request to the first new token (prefill plus one step)."""
+    first_text_ms: float = 0.0
+    """From the request to the first visible suggestion text."""
     total_ms: float = 0.0
     from_cache: bool = False
     cancelled: bool = False
@@ -143,12 +147,16 @@ class InlineCompleter:
         request: InlineRequest,
         cancel: CancelToken | None = None,
         settings: SamplerSettings = INLINE_SETTINGS,
+        on_text: Callable[[str], None] | None = None,
     ) -> InlineResult:
+        """The suggestion for the text around the cursor; ``on_text`` sees it grow while it is written."""
         started = time.perf_counter()
         hit = self.cached(request)
         if hit is not None:
+            if on_text is not None and hit:
+                on_text(hit)
             return InlineResult(hit, from_cache=True, total_ms=(time.perf_counter() - started) * 1000)
-        result = self._generate(request, cancel or CancelToken(), settings, started)
+        result = self._generate(request, cancel or CancelToken(), settings, started, on_text)
         if not result.cancelled:
             self._lru[self._lru_key(request)] = result.text
             while len(self._lru) > self._lru_size:
@@ -156,7 +164,12 @@ class InlineCompleter:
         return result
 
     def _generate(
-        self, request: InlineRequest, cancel: CancelToken, settings: SamplerSettings, started: float
+        self,
+        request: InlineRequest,
+        cancel: CancelToken,
+        settings: SamplerSettings,
+        started: float,
+        on_text: Callable[[str], None] | None,
     ) -> InlineResult:
         import torch
 
@@ -174,6 +187,7 @@ class InlineCompleter:
         device = self.engine.loaded.input_device
         decoder = IncrementalDecoder(self.engine.tokenizer, ids)
         text = ""
+        shown = ""
         stop = False
         with torch.inference_mode():
             logits = self._prefill(ids, result, device)
@@ -184,11 +198,17 @@ class InlineCompleter:
                 result.new_tokens = step + 1
                 if token in end_ids:
                     break
-                text += decoder.push(token)
+                piece = decoder.push(token)
+                text += piece
                 kept, stop = cut_code(text, context) if request.mode == "code" else cut_prose(text)
                 if stop:
                     text = kept
                     break
+                if piece and on_text is not None and kept.strip() and kept != shown:
+                    if not result.first_text_ms:
+                        result.first_text_ms = (time.perf_counter() - started) * 1000
+                    shown = kept
+                    on_text(kept)
                 if cancel.cancelled:
                     result.cancelled = True
                     return result
@@ -199,6 +219,10 @@ class InlineCompleter:
             text, _ = cut_code(text, context, final=True) if request.mode == "code" else cut_prose(text, final=True)
         keep = keep_code_suggestion(text, context) if request.mode == "code" else keep_prose_suggestion(text)
         result.text = text if keep else ""
+        if on_text is not None and result.text != shown:
+            on_text(result.text)
+        if result.text and not result.first_text_ms:
+            result.first_text_ms = (time.perf_counter() - started) * 1000
         result.total_ms = (time.perf_counter() - started) * 1000
         return result
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from assistant.core.settings import SamplerSettings
+from assistant.engine.completion import InlineCompleter, InlineRequest, InlineResult
 from assistant.engine.generate import CancelToken, Engine, TextStream
 from assistant.engine.tasks import TaskRequest, run_task
 
@@ -35,8 +36,16 @@ class ModelInfo:
     load_seconds: float
 
 
+SuggestionCallback = Callable[[str], None]
+"""Receives the whole suggestion so far each time it changes (stop rules may also shorten it)."""
+
+
 class ModelSession(Protocol):
     def describe(self) -> ModelInfo: ...
+
+    def suggest(
+        self, request: InlineRequest, cancel: CancelToken, on_text: SuggestionCallback | None = None
+    ) -> InlineResult: ...
 
     def run(
         self,
@@ -52,6 +61,18 @@ class EngineSession:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._completer: InlineCompleter | None = None
+
+    @property
+    def completer(self) -> InlineCompleter:
+        if self._completer is None:
+            self._completer = InlineCompleter(self.engine)
+        return self._completer
+
+    def suggest(
+        self, request: InlineRequest, cancel: CancelToken, on_text: SuggestionCallback | None = None
+    ) -> InlineResult:
+        return self.completer.suggest(request, cancel, on_text=on_text)
 
     def describe(self) -> ModelInfo:
         loaded = self.engine.loaded

@@ -46,6 +46,7 @@ class EngineWorker(QObject):
         progress(job_id, stage): a long job's stage ("Summarizing part 2 of 9").
         finished(job_id, stats): the job ended (stats is a dict; finish_reason "cancelled" after Stop).
         failed(job_id, message): the job failed with a sentence for the user.
+        suggestion(job_id, text): an inline suggestion so far (the whole text, not a delta).
     """
 
     loadProgress = Signal(int, str)
@@ -55,6 +56,7 @@ class EngineWorker(QObject):
     progress = Signal(int, str)
     finished = Signal(int, object)
     failed = Signal(int, str)
+    suggestion = Signal(int, str)
 
     def __init__(self, factory: SessionFactory) -> None:
         super().__init__()
@@ -113,6 +115,34 @@ class EngineWorker(QObject):
             self.failed.emit(job_id, f"Something went wrong while writing: {error}")
 
 
+    @Slot(int, object, object)
+    def suggest(self, job_id: int, request: Any, cancel: CancelToken) -> None:
+        """An inline suggestion; skipped at once when the user typed on before its turn came."""
+        if cancel.cancelled or self._session is None:
+            self.finished.emit(job_id, {"finish_reason": "cancelled", "new_tokens": 0})
+            return
+        try:
+            result = self._session.suggest(request, cancel, lambda text: self.suggestion.emit(job_id, text))
+        except PenwrightError as error:
+            self.failed.emit(job_id, str(error))
+            return
+        except Exception as error:
+            log.error("Suggestion failed:\n%s", traceback.format_exc())
+            self.failed.emit(job_id, f"The suggestion failed: {error}")
+            return
+        stats = {
+            "finish_reason": "cancelled" if result.cancelled else "done",
+            "text": result.text,
+            "from_cache": result.from_cache,
+            "prefill_tokens": result.prefill_tokens,
+            "reused_tokens": result.reused_tokens,
+            "new_tokens": result.new_tokens,
+            "first_text_ms": result.first_text_ms,
+            "total_ms": result.total_ms,
+        }
+        self.finished.emit(job_id, stats)
+
+
 class AiJob(QObject):
     """One request as the UI sees it. Lives in the UI thread.
 
@@ -121,16 +151,20 @@ class AiJob(QObject):
         progress(stage): a long job's stage.
         finished(stats): the job ended; ``stats["finish_reason"]`` is "cancelled" after Stop.
         failed(message): the job failed; the message is for the user.
+        suggestion(text): an inline suggestion so far (whole text).
     """
 
     chunk = Signal(str)
+    suggestion = Signal(str)
     progress = Signal(str)
     finished = Signal(object)
     failed = Signal(str)
 
-    def __init__(self, job_id: int, client: AiClient) -> None:
+    def __init__(self, job_id: int, client: AiClient, inline: bool = False) -> None:
         super().__init__(client)
         self.id = job_id
+        self.inline = inline
+        """Inline suggestions run quietly: they never show as "Writing…" nor count as busy."""
         self.cancel_token = CancelToken()
         self.text = ""
         self.done = False
@@ -165,6 +199,7 @@ class AiClient(QObject):
 
     _requestLoad = Signal(int, object)
     _requestRun = Signal(int, object, object, object)
+    _requestSuggest = Signal(int, object, object)
 
     def __init__(self, factory: SessionFactory | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -180,6 +215,8 @@ class AiClient(QObject):
         self._thread.finished.connect(self._worker.deleteLater)
         self._requestLoad.connect(self._worker.load)
         self._requestRun.connect(self._worker.run)
+        self._requestSuggest.connect(self._worker.suggest)
+        self._worker.suggestion.connect(self._on_suggestion)
         self._worker.loadProgress.connect(self._on_load_progress)
         self._worker.loaded.connect(self._on_loaded)
         self._worker.loadFailed.connect(self._on_load_failed)
@@ -199,10 +236,20 @@ class AiClient(QObject):
         return load_id
 
     def start(self, request: Any, settings: SamplerSettings) -> AiJob:
+        # A user's action goes first: pending inline suggestions are dropped so it never waits behind them.
+        for pending in [job for job in self._jobs.values() if job.inline]:
+            pending.discard()
         job = AiJob(next(self._ids), self)
         self._jobs[job.id] = job
         self._set_state("generating")
         self._requestRun.emit(job.id, request, settings, job.cancel_token)
+        return job
+
+    def suggest(self, request: Any) -> AiJob:
+        """Ask for an inline suggestion; discard the returned job when the text changes."""
+        job = AiJob(next(self._ids), self, inline=True)
+        self._jobs[job.id] = job
+        self._requestSuggest.emit(job.id, request, job.cancel_token)
         return job
 
     def stop_all(self) -> None:
@@ -211,7 +258,8 @@ class AiClient(QObject):
 
     @property
     def busy(self) -> bool:
-        return bool(self._jobs)
+        """True while a user's action (not an inline suggestion) runs or waits."""
+        return any(not job.inline for job in self._jobs.values())
 
     def shutdown(self, timeout_ms: int = 30000) -> None:
         """Cancel everything, then stop the thread and wait for it: no QThread outlives the window."""
@@ -235,7 +283,7 @@ class AiClient(QObject):
     def _update_idle_state(self) -> None:
         if self._pending_loads:
             self._set_state("loading")
-        elif self._jobs:
+        elif self.busy:
             self._set_state("generating")
         elif self.model_info is None:
             self._set_state("error")
@@ -268,6 +316,13 @@ class AiClient(QObject):
             job.chunk.emit(text)
 
     @Slot(int, str)
+    def _on_suggestion(self, job_id: int, text: str) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            job.text = text
+            job.suggestion.emit(text)
+
+    @Slot(int, str)
     def _on_progress(self, job_id: int, stage: str) -> None:
         job = self._jobs.get(job_id)
         if job is not None:
@@ -276,7 +331,7 @@ class AiClient(QObject):
     @Slot(int, object)
     def _on_finished(self, job_id: int, stats: dict[str, Any]) -> None:
         job = self._jobs.pop(job_id, None)
-        if stats.get("tok_s"):
+        if stats.get("tok_s") and not (job is not None and job.inline):
             self.speedChanged.emit(float(stats["tok_s"]))
         self._update_idle_state()
         if job is not None:

@@ -30,6 +30,29 @@ class FakeSession:
     def describe(self) -> ModelInfo:
         return ModelInfo(name="Fake model", device="cpu", dtype="float32", context_length=2048, load_seconds=0.0)
 
+    suggestions: dict[str, str] = field(default_factory=dict)
+    """Inline suggestions by the prefix's last characters; the default suggestion is " and more"."""
+
+    def suggest(self, request, cancel: CancelToken, on_text=None):
+        from assistant.engine.completion import InlineResult
+
+        self.requests.append(request)
+        self.threads.add(threading.get_ident())
+        if self.fail_with is not None:
+            raise self.fail_with
+        text = next(
+            (value for key, value in self.suggestions.items() if request.prefix.endswith(key)), " and more"
+        )
+        shown = ""
+        for char in text:
+            if cancel.cancelled:
+                return InlineResult(shown, cancelled=True)
+            time.sleep(self.delay / 5)
+            shown += char
+            if on_text is not None and shown.strip():
+                on_text(shown)
+        return InlineResult(text, new_tokens=len(text))
+
     def run(self, request, settings: SamplerSettings, cancel: CancelToken, progress=None) -> TextStream:
         self.requests.append(request)
         self.threads.add(threading.get_ident())

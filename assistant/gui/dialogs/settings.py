@@ -95,6 +95,12 @@ class SettingsDialog(QDialog):
         look.addRow("Editor font", self.font_family)
         look.addRow("Font size", self.font_size)
         look.addRow("Autosave every", self.autosave)
+        self.suggest_in_editor = named(QCheckBox("In the editor"), "settingsSuggestEditor")
+        self.suggest_in_code = named(QCheckBox("In the code pane"), "settingsSuggestCode")
+        suggest_row = QHBoxLayout()
+        suggest_row.addWidget(self.suggest_in_editor)
+        suggest_row.addWidget(self.suggest_in_code)
+        look.addRow("Inline suggestions", suggest_row)
         layout.addWidget(look_box)
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
@@ -138,6 +144,8 @@ class SettingsDialog(QDialog):
             self.font_family.setCurrentFont(QFont(settings.editor_font_family))
         self.font_size.setValue(settings.editor_font_size)
         self.autosave.setValue(settings.autosave_seconds)
+        self.suggest_in_editor.setChecked(settings.suggest_in_editor)
+        self.suggest_in_code.setChecked(settings.suggest_in_code)
         self._update_model_fields()
 
     def _update_model_fields(self) -> None:
@@ -173,5 +181,7 @@ class SettingsDialog(QDialog):
             editor_font_family=self.font_family.currentFont().family(),
             editor_font_size=self.font_size.value(),
             autosave_seconds=self.autosave.value(),
+            suggest_in_editor=self.suggest_in_editor.isChecked(),
+            suggest_in_code=self.suggest_in_code.isChecked(),
             recent_files=list(self._original.recent_files),
         )
