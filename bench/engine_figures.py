@@ -1,0 +1,99 @@
+"""Engine figures in one process: warm load, time to first token by prompt length, decode speed of the app's
+engine against a raw ``model.generate()`` on the same model and settings, peak memory, and a 20,000-word summary.
+
+Run: ``.venv/bin/python bench/engine_figures.py [--quick]``; prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+STORY = Path(__file__).with_name("data") / "story.txt"
+DECODE_TOKENS = 128
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="skip the 20,000-word summary")
+    args = parser.parse_args()
+    figures: dict[str, float] = {}
+
+    started = time.perf_counter()
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+    figures["imports_s"] = round(time.perf_counter() - started, 3)
+
+    from assistant.core.prompts import Prompt
+    from assistant.core.settings import SamplerSettings
+    from assistant.engine.generate import Engine
+    from assistant.engine.models import load_model
+
+    loaded = load_model(device="cpu")
+    figures["load_warm_s"] = round(loaded.load_seconds, 3)
+    figures["load_from_conversion_cache"] = loaded.from_conversion_cache
+    engine = Engine(loaded)
+    figures["threads"] = torch.get_num_threads()
+
+    text = STORY.read_text(encoding="utf-8")
+    all_ids = engine.tokenizer(text * 8, add_special_tokens=False)["input_ids"]
+    greedy = SamplerSettings(temperature=0, repetition_penalty=1.0, max_new_tokens=1)
+    engine.generate(Prompt(text=text[:200]), greedy)  # warm-up
+    for length in (64, 512, 2048):
+        prompt = Prompt(text=engine.tokenizer.decode(all_ids[:length]))
+        samples = []
+        for _ in range(3):
+            stream = engine.stream(prompt, greedy)
+            stream.text()
+            samples.append(stream.stats.ttft_ms)
+        figures[f"ttft_{length}_ms"] = round(statistics.median(samples), 1)
+
+    decode_prompt = Prompt(text=text[:400])
+    settings = SamplerSettings(temperature=0, repetition_penalty=1.0, max_new_tokens=DECODE_TOKENS)
+    engine_speeds = []
+    for _ in range(3):
+        stream = engine.stream(decode_prompt, settings)
+        stream.text()
+        engine_speeds.append(stream.stats.new_tokens / stream.stats.total_s)
+    ids = torch.tensor([engine.encode(decode_prompt)])
+    raw_speeds = []
+    with torch.inference_mode():
+        for _ in range(3):
+            begin = time.perf_counter()
+            out = loaded.model.generate(
+                ids, max_new_tokens=DECODE_TOKENS, min_new_tokens=DECODE_TOKENS, do_sample=False,
+                attention_mask=torch.ones_like(ids), pad_token_id=engine.tokenizer.eos_token_id,
+            )  # fmt: skip
+            raw_speeds.append((out.shape[1] - ids.shape[1]) / (time.perf_counter() - begin))
+    figures["decode_tok_s"] = round(statistics.median(engine_speeds), 2)
+    figures["raw_generate_tok_s"] = round(statistics.median(raw_speeds), 2)
+    figures["engine_vs_raw"] = round(figures["decode_tok_s"] / figures["raw_generate_tok_s"], 3)
+
+    if not args.quick:
+        from assistant.engine.tasks import SummaryRequest, run_task
+
+        paragraphs = [
+            f"In chapter {index}, the villagers of Wrenmouth talked again about the harbour, the mill and the "
+            "winter festival. Elsie said the work was hard but worth it, and the children ran along the road."
+            for index in range(800)
+        ]
+        long_text = "\n\n".join(paragraphs)
+        begin = time.perf_counter()
+        run_task(engine, SummaryRequest(long_text), SamplerSettings(max_new_tokens=96, temperature=0)).text()
+        figures["summary_20k_words_s"] = round(time.perf_counter() - begin, 1)
+        figures["summary_words"] = len(long_text.split())
+
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    figures["peak_rss_mb"] = round(peak_kb / 1024, 1)
+    json.dump(figures, sys.stdout)
+    print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Inline completion on the engine side: FIM prompts per model family, KV reuse, the LRU, and the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from assistant.engine.completion import InlineCompleter, InlineRequest, detect_fim
+from assistant.engine.generate import CancelToken
+
+FAMILIES = {
+    "qwen": ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+    "starcoder": ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
+    "codellama": ("▁<PRE>", "▁<SUF>", "▁<MID>"),
+    "deepseek": ("<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"),
+}
+
+
+def small_tokenizer(special: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer built in the test: no download, and every word is one token."""
+    words = ["[UNK]", "def", "add", "(", "a", ",", "b", ")", ":", "return", "+", "print", "1", "2"]
+    backend = Tokenizer(models.WordLevel({word: index for index, word in enumerate(words)}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
+    if special:
+        tokenizer.add_special_tokens({"additional_special_tokens": list(special)})
+    return tokenizer
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_fim_prompt_uses_the_models_own_tokens(family: str) -> None:
+    prefix_token, suffix_token, middle_token = FAMILIES[family]
+    tokenizer = small_tokenizer(FAMILIES[family])
+    fim = detect_fim(tokenizer)
+    assert fim is not None and fim.format.family == family
+    completer = InlineCompleter(SimpleNamespace(tokenizer=tokenizer))  # type: ignore[arg-type]
+    ids = completer.prompt_ids(InlineRequest("code", "def add ( a , b ) : return", "print ( add ( 1 , 2 ) )"))
+    vocab = tokenizer.get_vocab()
+    assert ids[0] == vocab[prefix_token] and ids[-1] == vocab[middle_token]
+    middle = ids.index(vocab[suffix_token])
+    assert tokenizer.decode(ids[1:middle]) == "def add ( a , b ) : return"
+    assert tokenizer.decode(ids[middle + 1 : -1]) == "print ( add ( 1 , 2 ) )"
+
+
+def test_a_model_without_fim_tokens_continues_the_prefix() -> None:
+    tokenizer = small_tokenizer()
+    assert detect_fim(tokenizer) is None
+    completer = InlineCompleter(SimpleNamespace(tokenizer=tokenizer))  # type: ignore[arg-type]
+    ids = completer.prompt_ids(InlineRequest("code", "def add ( a , b ) :", "print ( 1 )"))
+    assert tokenizer.decode(ids) == "def add ( a , b ) :", "the suffix is not in a plain-continuation prompt"
+
+
+def test_prefix_and_suffix_budgets_keep_the_text_nearest_the_cursor() -> None:
+    tokenizer = small_tokenizer(FAMILIES["qwen"])
+    completer = InlineCompleter(SimpleNamespace(tokenizer=tokenizer), prefix_tokens=4, suffix_tokens=3)  # type: ignore[arg-type]
+    ids = completer.prompt_ids(InlineRequest("code", "def add ( a , b ) : return a", "+ b print ( 1 )"))
+    vocab = tokenizer.get_vocab()
+    middle = ids.index(vocab["<|fim_suffix|>"])
+    assert tokenizer.decode(ids[1:middle]) == ") : return a"
+    assert tokenizer.decode(ids[middle + 1 : -1]) == "+ b print"
+
+
+def test_prose_suggestion_on_the_real_model(engine) -> None:
+    completer = InlineCompleter(engine)
+    result = completer.suggest(InlineRequest("prose", "The rain had not stopped for three days when the stranger"))
+    assert result.text.strip()
+    assert "\n" not in result.text, "a prose suggestion stays in the paragraph"
+
+
+def test_code_suggestion_on_the_real_model_follows_the_stop_rules(engine) -> None:
+    completer = InlineCompleter(engine)
+    prefix = 'import os\n\n\ndef list_python_files(folder):\n    """Return the .py files in folder."""\n    '
+    result = completer.suggest(InlineRequest("code", prefix, "\n\nprint(list_python_files('.'))\n"))
+    assert result.text.strip()
+    assert all(not line or line.startswith("    ") for line in result.text.split("\n")[1:]), "stays in the block"
+
+
+def test_one_more_character_reuses_the_kv_cache(engine) -> None:
+    """After one more typed character, prefill runs a few tokens, not the whole 1,000-character context."""
+    context = Path(__file__).read_text(encoding="utf-8")[:1000]
+    completer = InlineCompleter(engine)
+    first = completer.suggest(InlineRequest("code", context))
+    second = completer.suggest(InlineRequest("code", context + "x"))
+    assert first.prefill_tokens == first.prompt_tokens > 200
+    assert second.reused_tokens >= first.prompt_tokens - 2
+    assert second.prefill_tokens <= 0.2 * first.prefill_tokens
+
+
+def test_the_same_text_is_answered_from_the_lru(engine) -> None:
+    completer = InlineCompleter(engine)
+    request = InlineRequest("prose", "Once upon a time, in a village by the sea, there lived", pane="editor")
+    fresh = completer.suggest(request)
+    again = completer.suggest(request)
+    assert again.from_cache and again.text == fresh.text
+    shown: list[str] = []
+    completer.suggest(request, on_text=shown.append)
+    assert shown == ([fresh.text] if fresh.text else [])
+
+
+def test_cancel_stops_a_suggestion(engine) -> None:
+    cancel = CancelToken()
+    cancel.cancel()
+    result = InlineCompleter(engine).suggest(InlineRequest("prose", "It was a dark and stormy"), cancel)
+    assert result.cancelled and result.text == ""
+
+
+def test_streamed_suggestion_grows_to_the_final_text(engine) -> None:
+    seen: list[str] = []
+    result = InlineCompleter(engine).suggest(
+        InlineRequest("prose", "She opened the letter and read the first line:"), on_text=seen.append
+    )
+    assert seen and seen[-1] == result.text
+    assert result.first_text_ms > 0
+
+
+def test_complete_command_prints_only_the_suggestion(cli_env, tmp_path: Path) -> None:
+    prefix = tmp_path / "prefix.py"
+    prefix.write_text("def add(a, b):\n    ", encoding="utf-8")
+    suffix = tmp_path / "suffix.py"
+    suffix.write_text("\n\nprint(add(1, 2))\n", encoding="utf-8")
+    args = ["complete", "--mode", "code", "--prefix-file", str(prefix), "--suffix-file", str(suffix)]
+    result = subprocess.run(
+        [sys.executable, "-m", "assistant", *args], capture_output=True, env=cli_env, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    suggestion = result.stdout.decode()
+    assert suggestion.strip() and not suggestion.startswith("penwright")
+
+    from assistant.engine.session import EngineSession  # the GUI's path gives the same text
+
+    assert suggestion == _gui_path_suggestion(EngineSession, cli_env, prefix, suffix)
+
+
+def _gui_path_suggestion(session_class, cli_env, prefix: Path, suffix: Path) -> str:
+    import os
+
+    from assistant.engine.generate import Engine
+    from assistant.engine.models import load_model
+
+    previous = os.environ.get("PENWRIGHT_PROFILE")
+    os.environ["PENWRIGHT_PROFILE"] = cli_env["PENWRIGHT_PROFILE"]
+    try:
+        session = session_class(Engine(load_model(device="cpu")))
+    finally:
+        if previous is not None:
+            os.environ["PENWRIGHT_PROFILE"] = previous
+    request = InlineRequest("code", prefix.read_text(encoding="utf-8"), suffix.read_text(encoding="utf-8"))
+    return session.suggest(request, CancelToken()).text
