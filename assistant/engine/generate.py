@@ -63,6 +63,8 @@ class GenerationStats:
     ttft_ms: float = 0.0
     """From the call to the first generated token (the prompt's prefill plus one step)."""
     prompt_tokens: int = 0
+    prefill_tokens: int = 0
+    """Prompt tokens actually run through the model; the rest came from the previous generation's KV cache."""
     new_tokens: int = 0
     tok_s: float = 0.0
     """Decode speed after the first token."""
@@ -183,6 +185,10 @@ class Engine:
         parameters = inspect.signature(self.model.forward).parameters
         self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
         self.last_stats: GenerationStats | None = None
+        # The KV cache of the last generation and the tokens it holds: the next prompt reuses the longest common
+        # prefix (the system prompt, the earlier chat turns, the story so far) and prefills only what is new.
+        self._cache: Any = None
+        self._cached_ids: list[int] = []
 
     # --- prompts -------------------------------------------------------------------------------------------
 
@@ -310,7 +316,9 @@ class Engine:
         decoder = IncrementalDecoder(self.tokenizer, prompt_ids)
         stop_filter = StopStringFilter(stops)
         all_ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
-        cache = _new_cache(self.model)
+        cache, reused = self._reusable_cache(prompt_ids)
+        stats.prefill_tokens = len(prompt_ids) - reused
+        self._cached_ids = []  # until the prefill succeeds, the cache holds nothing trustworthy
         first_token_at = 0.0
         finish = "length"
         try:
@@ -318,7 +326,8 @@ class Engine:
                 if cancel.cancelled:
                     finish = "cancelled"
                     return
-                outputs = self._forward(all_ids, cache, prefill=True)
+                outputs = self._forward(all_ids[:, reused:], cache, prefill=True)
+                self._cached_ids = list(prompt_ids)
                 for step in range(settings.max_new_tokens):
                     logits = outputs.logits[:, -1, :].float()
                     token = pick_token(logits, all_ids, processors, settings, generator)
@@ -343,6 +352,7 @@ class Engine:
                     next_ids = torch.tensor([[token]], dtype=torch.long, device=device)
                     all_ids = torch.cat([all_ids, next_ids], dim=1)
                     outputs = self._forward(next_ids, cache, prefill=False)
+                    self._cached_ids.append(token)
                     if cancel.cancelled:
                         finish = "cancelled"
                         break
@@ -351,6 +361,7 @@ class Engine:
                 if tail:
                     yield tail
         except (RuntimeError, MemoryError) as error:
+            self.reset_cache()  # a forward pass that failed half-way leaves some layers updated
             if "out of memory" in str(error).lower() or isinstance(error, MemoryError):
                 raise ModelError(
                     "Not enough memory to generate this answer; try a shorter text or a smaller --max-new-tokens."
@@ -362,6 +373,27 @@ class Engine:
             stats.total_s = ended - started
             if first_token_at and stats.new_tokens > 1:
                 stats.tok_s = (stats.new_tokens - 1) / max(ended - first_token_at, 1e-9)
+
+    def _reusable_cache(self, prompt_ids: list[int]) -> tuple[Any, int]:
+        """The previous KV cache cropped to the prefix it shares with this prompt, and that prefix's length."""
+        common = 0
+        for cached, new in zip(self._cached_ids, prompt_ids, strict=False):
+            if cached != new:
+                break
+            common += 1
+        common = min(common, len(prompt_ids) - 1)  # the last prompt token must run to give the next token's scores
+        if self._cache is None or common <= 0:
+            self._cache = _new_cache(self.model)
+            return self._cache, 0
+        surplus = self._cache.get_seq_length() - common
+        if surplus > 0:
+            self._cache.crop(-surplus)  # a negative count removes tokens in both old and new transformers
+        return self._cache, common
+
+    def reset_cache(self) -> None:
+        """Forget the reusable KV cache (it is rebuilt on the next generation)."""
+        self._cache = None
+        self._cached_ids = []
 
     def _forward(self, input_ids: torch.Tensor, cache: Any, prefill: bool) -> Any:
         kwargs: dict[str, Any] = {self._cache_argument: cache, "use_cache": True}

@@ -126,3 +126,34 @@ def test_chat_prompt_uses_the_models_own_template(engine) -> None:
     rendered = engine.render_chat([{"role": "system", "content": "S"}, {"role": "user", "content": "U"}])
     assert "<|im_start|>system\nS<|im_end|>" in rendered
     assert rendered.endswith("<|im_start|>assistant\n")
+
+
+def test_chat_turn_prefills_only_the_new_message(engine) -> None:
+    """Turn N reuses the KV cache of turn N-1: prefill grows with the new message, not with the conversation."""
+    from assistant.core.prompts import ChatRequest, build_chat
+
+    settings = SamplerSettings(max_new_tokens=24, seed=4)
+    history = [{"role": "user", "content": "Tell me about lighthouses and the people who kept them."}]
+    engine.reset_cache()
+    for turn in range(3):
+        prompt = build_chat(ChatRequest(history), engine.measure(settings.max_new_tokens))
+        stream = engine.stream(prompt, settings)
+        answer = stream.text()
+        if turn == 0:
+            assert stream.stats.prefill_tokens == stream.stats.prompt_tokens
+        else:
+            new_message = engine.count_tokens(history[-1]["content"])
+            assert stream.stats.prefill_tokens <= new_message + 30, (turn, stream.stats)
+            assert stream.stats.prompt_tokens > 3 * stream.stats.prefill_tokens
+        history += [{"role": "assistant", "content": answer}, {"role": "user", "content": f"Why? ({turn})"}]
+
+
+def test_reused_cache_gives_the_same_text_as_a_fresh_one(engine) -> None:
+    prompt = Prompt(text="The lighthouse keeper climbed the stairs and looked out at the sea. Far away")
+    engine.reset_cache()
+    fresh = engine.generate(prompt, GREEDY)
+    engine.generate(Prompt(text="The lighthouse keeper climbed the stairs and looked"), GREEDY)
+    reused_stream = engine.stream(prompt, GREEDY)
+    reused = reused_stream.text()
+    assert reused_stream.stats.prefill_tokens < reused_stream.stats.prompt_tokens
+    assert reused == fresh
