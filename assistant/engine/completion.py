@@ -98,6 +98,14 @@ INLINE_SETTINGS = SamplerSettings(temperature=0.0, repetition_penalty=1.0, max_n
 """Greedy: a suggestion should be the model's best guess, and the same text gives the same suggestion."""
 
 
+def _without_typed_whitespace(raw: str, typed: str) -> str:
+    """The model's text minus the leading spaces the user had already typed (they were not in the prompt)."""
+    if not typed:
+        return raw
+    leading = len(raw) - len(raw.lstrip(" \t"))
+    return raw[min(leading, len(typed)) :]
+
+
 class InlineCompleter:
     """Suggestions from one model, with a prompt-prefix KV cache and an LRU of recent answers."""
 
@@ -122,7 +130,10 @@ class InlineCompleter:
         return self._encode(window)[-self.prefix_tokens :]
 
     def prompt_ids(self, request: InlineRequest) -> list[int]:
-        prefix_ids = self._prefix_ids(request.prefix)
+        # Spaces typed at the cursor are left out of the prompt: BPE vocabularies glue a space to the next word, so
+        # a prompt ending in spaces makes the model write an odd token or an extra space. The model re-types them
+        # and _without_typed_whitespace drops them from the suggestion.
+        prefix_ids = self._prefix_ids(request.prefix.rstrip(" \t"))
         if request.mode == "code" and self.fim is not None:
             suffix_ids = self._encode(request.suffix[: self.suffix_tokens * 6])[: self.suffix_tokens]
             return [self.fim.prefix_id, *prefix_ids, self.fim.suffix_id, *suffix_ids, self.fim.middle_id]
@@ -186,8 +197,10 @@ class InlineCompleter:
         generator = torch.Generator(device="cpu").manual_seed(settings.seed or 0)
         device = self.engine.loaded.input_device
         decoder = IncrementalDecoder(self.engine.tokenizer, ids)
+        raw = ""
         text = ""
         shown = ""
+        typed_whitespace = request.prefix[len(request.prefix.rstrip(" \t")) :]
         stop = False
         with torch.inference_mode():
             logits = self._prefill(ids, result, device)
@@ -199,7 +212,8 @@ class InlineCompleter:
                 if token in end_ids:
                     break
                 piece = decoder.push(token)
-                text += piece
+                raw += piece
+                text = _without_typed_whitespace(raw, typed_whitespace)
                 kept, stop = cut_code(text, context) if request.mode == "code" else cut_prose(text)
                 if stop:
                     text = kept

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
@@ -329,8 +328,8 @@ class MainWindow(QMainWindow):
         self.autosave_timer.start(max(1, settings.autosave_seconds) * 1000)
 
     def _save_settings(self) -> None:
-        geometry = bytes(self.saveGeometry().toBase64().data()).decode("ascii")
-        self.settings = replace(self.settings, window_geometry=geometry)
+        # In place: the panes hold this same object (their toggles write to it).
+        self.settings.window_geometry = bytes(self.saveGeometry().toBase64().data()).decode("ascii")
         try:
             save_settings(self.settings)
         except OSError as error:

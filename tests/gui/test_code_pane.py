@@ -490,6 +490,8 @@ def test_the_actions_carry_their_shortcuts(pane: CodePane) -> None:
         "Explain Selection": "Ctrl+Shift+X",
         "Generate from Comment": "Ctrl+Shift+G",
         "Fix Code": "Ctrl+Shift+F",
+        "Suggest now": "Ctrl+Space",
+        "Automatic suggestions": "Ctrl+Shift+I",
     }
     assert pane.menu_title == "Code" and pane.objectName() == "codePane"
 

@@ -25,7 +25,7 @@ from pygments.style import StyleMeta
 from pygments.styles import get_style_by_name
 from pygments.token import Error, Token, Whitespace, _TokenType
 from pygments.util import ClassNotFound
-from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QRect, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -43,7 +43,6 @@ from PySide6.QtGui import (
     QTextCharFormat,
     QTextCursor,
     QTextDocument,
-    QTextFormat,
 )
 from PySide6.QtWidgets import (
     QComboBox,
@@ -52,7 +51,6 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSplitter,
-    QTextEdit,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -75,6 +73,7 @@ from assistant.core.code_text import (
 from assistant.core.prompts import CodeRequest
 from assistant.core.settings import AppSettings
 from assistant.gui.panes.base import Pane
+from assistant.gui.panes.ghost_text import GhostTextController
 from assistant.gui.worker import AiClient, AiJob
 
 log = logging.getLogger(__name__)
@@ -445,14 +444,26 @@ class CodeEditor(QPlainTextEdit):
             painter.end()
 
     def _highlight_current_line(self) -> None:
-        selection = QTextEdit.ExtraSelection()
-        selection.format.setBackground(self._current_line_color)
-        selection.format.setProperty(QTextFormat.Property.FullWidthSelection, True)
-        cursor = self.textCursor()
-        cursor.clearSelection()
-        selection.cursor = cursor
-        self.setExtraSelections([selection])
+        self.viewport().update()
         self._line_numbers.update()
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt's name)
+        """Shade the cursor's line, then let Qt draw the text over it.
+
+        Painted here rather than as a full-width extra selection: Qt shortens such a selection to the text while
+        ghost text (a preedit area) shows on the line, and this way the shade also covers the ghost's lines.
+        """
+        block = self.textCursor().block()
+        if block.isVisible():
+            line = self.blockBoundingGeometry(block).translated(self.contentOffset())
+            painter = QPainter(self.viewport())
+            try:
+                painter.fillRect(
+                    QRectF(0, line.top(), self.viewport().width(), line.height()), self._current_line_color
+                )
+            finally:
+                painter.end()
+        super().paintEvent(event)
 
     # --- typing --------------------------------------------------------------------------------------------------
 
@@ -650,6 +661,16 @@ class CodePane(Pane):
 
         self._editor = CodeEditor(self)
         self._highlighter = PygmentsHighlighter(self._editor.document())
+        self.ghost = GhostTextController(
+            self._editor,
+            client,
+            mode="code",
+            pane="code",
+            language=self._request_language,
+            enabled=settings.suggest_in_code,
+            parent=self,
+        )
+        self.ghost.message.connect(self._say)
         self._build_actions()
         self._build_ui()
         self._guess_timer = QTimer(self)
@@ -684,6 +705,8 @@ class CodePane(Pane):
             "Generate from Comment", "Ctrl+Shift+G", "codeGenerateAction", self.generate_from_comment
         )
         self.fix_action = self._make_action("Fix Code", "Ctrl+Shift+F", "codeFixAction", self.fix_code)
+        self.addActions([self.ghost.suggest_action, self.ghost.auto_action])
+        self.ghost.auto_action.toggled.connect(self._remember_auto_suggest)
 
     def _build_ui(self) -> None:
         self._language_box = QComboBox()
@@ -793,7 +816,18 @@ class CodePane(Pane):
         return self._job is not None
 
     def pane_actions(self) -> list[QAction]:
-        return [self.complete_action, self.explain_action, self.generate_action, self.fix_action]
+        return [
+            self.complete_action,
+            self.explain_action,
+            self.generate_action,
+            self.fix_action,
+            self.ghost.suggest_action,
+            self.ghost.auto_action,
+        ]
+
+    def _remember_auto_suggest(self, enabled: bool) -> None:
+        """The menu toggle is the setting: the main window saves it with the others."""
+        self.settings.suggest_in_code = enabled
 
     def set_file_name(self, name: str | None) -> None:
         """Highlight as the file name says ("x.rs" is Rust). A new name puts the language box back on Auto.
@@ -826,6 +860,7 @@ class CodePane(Pane):
 
     def apply_settings(self, settings: AppSettings) -> None:
         super().apply_settings(settings)
+        self.ghost.auto_action.setChecked(settings.suggest_in_code)
         if settings.editor_font_family:
             font = QFont(settings.editor_font_family)
             font.setStyleHint(QFont.StyleHint.TypeWriter)

@@ -45,6 +45,7 @@ from assistant.core.prompts import (
 from assistant.core.settings import AppSettings
 from assistant.engine.tasks import SummaryRequest
 from assistant.gui.panes.base import Pane
+from assistant.gui.panes.ghost_text import GhostTextController
 from assistant.gui.worker import AiClient, AiJob
 
 COUNT_DELAY_MS = 150
@@ -535,6 +536,10 @@ class EditorPane(Pane):
         self._editor = _named(QPlainTextEdit(), "editor")
         self._editor.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
         self._editor.setPlaceholderText("Write here. Ctrl+Return continues the story from the cursor.")
+        self.ghost = GhostTextController(
+            self._editor, client, mode="prose", pane="editor", enabled=settings.suggest_in_editor, parent=self
+        )
+        self.ghost.message.connect(self._say)
         self.find_bar = FindBar(self._editor, self)
         self.result_panel = ResultPanel(self)
         self._build_story_notes()
@@ -642,6 +647,8 @@ class EditorPane(Pane):
         self.undo_action = self._action("Undo", QKeySequence.StandardKey.Undo, "Undo", toolbar=False)
         self.redo_action = self._action("Redo", "Ctrl+Shift+Z", "Redo", toolbar=False)
         self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        self.addActions([self.ghost.auto_action, self.ghost.suggest_action])
+        self.ghost.auto_action.toggled.connect(self._remember_auto_suggest)
 
         self.continue_action.triggered.connect(self.continue_story)
         self.poem_action.triggered.connect(self.open_poem_dialog)
@@ -677,6 +684,8 @@ class EditorPane(Pane):
             self.summarize_action,
             self.rewrite_action,
             self.translate_action,
+            self.ghost.suggest_action,
+            self.ghost.auto_action,
             self.find_action,
             self.replace_action,
             self.undo_action,
@@ -685,10 +694,15 @@ class EditorPane(Pane):
 
     def apply_settings(self, settings: AppSettings) -> None:
         super().apply_settings(settings)
+        self.ghost.auto_action.setChecked(settings.suggest_in_editor)
         family = settings.editor_font_family
         font = QFont(family) if family else QFont(QApplication.font())
         font.setPointSize(max(6, int(settings.editor_font_size)))
         self._editor.setFont(font)
+
+    def _remember_auto_suggest(self, enabled: bool) -> None:
+        """The menu toggle is the setting: the main window saves it with the others."""
+        self.settings.suggest_in_editor = enabled
 
     def story_metadata(self) -> dict[str, str]:
         return {"memory": self.memory_input.toPlainText(), "authors_note": self.authors_note_input.toPlainText()}
