@@ -114,7 +114,6 @@ class EngineWorker(QObject):
             log.error("Generation failed:\n%s", traceback.format_exc())
             self.failed.emit(job_id, f"Something went wrong while writing: {error}")
 
-
     @Slot(int, object, object)
     def suggest(self, job_id: int, request: Any, cancel: CancelToken) -> None:
         """An inline suggestion; skipped at once when the user typed on before its turn came."""

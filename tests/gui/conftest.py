@@ -40,9 +40,7 @@ class FakeSession:
         self.threads.add(threading.get_ident())
         if self.fail_with is not None:
             raise self.fail_with
-        text = next(
-            (value for key, value in self.suggestions.items() if request.prefix.endswith(key)), " and more"
-        )
+        text = next((value for key, value in self.suggestions.items() if request.prefix.endswith(key)), " and more")
         shown = ""
         for char in text:
             if cancel.cancelled:
