@@ -85,8 +85,8 @@ def chart(figures: dict[str, object], path: Path) -> None:
     axes[0][1].bar(list(ttft), list(ttft.values()), color="#3574f0")
     axes[0][1].set_title("Time to first token (ms, lower is better)")
     latency = {
-        "inline p50": value("inline_first_text_p50_ms"),
-        "inline p95": value("inline_first_text_p95_ms"),
+        "ghost p50": value("gui_inline_first_ghost_p50_ms"),
+        "ghost p95": value("gui_inline_first_ghost_p95_ms"),
         "GUI stall max": value("gui_stall_max_ms"),
         "window": value("time_to_window_s") * 1000,
     }
@@ -113,6 +113,7 @@ def main() -> None:
     figures.update(run_json("gui_startup.py", "--runs", "3"))
     figures.update(run_json("gui_stall.py", env=dict(os.environ, QT_QPA_PLATFORM="offscreen")))
     figures.update(run_json("inline_latency.py"))
+    figures.update(run_json("gui_inline.py", env=dict(os.environ, QT_QPA_PLATFORM="offscreen")))
     figures.update(run_json("peers.py"))
     if "llama_cpp_decode_tok_s" in figures:
         figures["vs_llama_cpp"] = round(float(figures["decode_tok_s"]) / float(figures["llama_cpp_decode_tok_s"]), 3)  # type: ignore[arg-type]

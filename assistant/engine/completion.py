@@ -98,12 +98,26 @@ INLINE_SETTINGS = SamplerSettings(temperature=0.0, repetition_penalty=1.0, max_n
 """Greedy: a suggestion should be the model's best guess, and the same text gives the same suggestion."""
 
 
-def _without_typed_whitespace(raw: str, typed: str) -> str:
-    """The model's text minus the leading spaces the user had already typed (they were not in the prompt)."""
-    if not typed:
-        return raw
-    leading = len(raw) - len(raw.lstrip(" \t"))
-    return raw[min(leading, len(typed)) :]
+def _split_typed_space(prefix: str) -> tuple[str, str]:
+    """The prompt's prefix and the space the user typed after a word, which is left out of the prompt.
+
+    BPE vocabularies glue a space to the next word (" arrived"), so a prompt ending in "the " makes the model start
+    with an odd token; without the space it writes " arrived" and the typed space is dropped from the suggestion.
+    Indentation on an otherwise empty line stays in the prompt: it tells the model which block it is in.
+    """
+    line = prefix.rsplit("\n", 1)[-1]
+    if line.strip() and prefix.endswith(" ") and not prefix.endswith("  "):
+        return prefix[:-1], " "
+    return prefix, ""
+
+
+def _visible_suggestion(raw: str, typed_space: str, line_prefix: str) -> str:
+    """The model's text as it will appear after the cursor."""
+    if typed_space and raw.startswith(typed_space):
+        return raw[len(typed_space) :]
+    if line_prefix and not line_prefix.strip() and raw.startswith(" ") and not raw.startswith("  "):
+        return raw[1:]  # after indentation the model's first word token carries one space of its own
+    return raw
 
 
 class InlineCompleter:
@@ -130,10 +144,7 @@ class InlineCompleter:
         return self._encode(window)[-self.prefix_tokens :]
 
     def prompt_ids(self, request: InlineRequest) -> list[int]:
-        # Spaces typed at the cursor are left out of the prompt: BPE vocabularies glue a space to the next word, so
-        # a prompt ending in spaces makes the model write an odd token or an extra space. The model re-types them
-        # and _without_typed_whitespace drops them from the suggestion.
-        prefix_ids = self._prefix_ids(request.prefix.rstrip(" \t"))
+        prefix_ids = self._prefix_ids(_split_typed_space(request.prefix)[0])
         if request.mode == "code" and self.fim is not None:
             suffix_ids = self._encode(request.suffix[: self.suffix_tokens * 6])[: self.suffix_tokens]
             return [self.fim.prefix_id, *prefix_ids, self.fim.suffix_id, *suffix_ids, self.fim.middle_id]
@@ -200,7 +211,7 @@ class InlineCompleter:
         raw = ""
         text = ""
         shown = ""
-        typed_whitespace = request.prefix[len(request.prefix.rstrip(" \t")) :]
+        typed_space = _split_typed_space(request.prefix)[1]
         stop = False
         with torch.inference_mode():
             logits = self._prefill(ids, result, device)
@@ -213,7 +224,7 @@ class InlineCompleter:
                     break
                 piece = decoder.push(token)
                 raw += piece
-                text = _without_typed_whitespace(raw, typed_whitespace)
+                text = _visible_suggestion(raw, typed_space, context.line_prefix)
                 kept, stop = cut_code(text, context) if request.mode == "code" else cut_prose(text)
                 if stop:
                     text = kept

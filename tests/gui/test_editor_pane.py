@@ -499,6 +499,7 @@ def test_a_new_action_discards_the_running_one_so_its_text_never_lands(
     select(pane, "Story.")
     pane.rewrite_selection("vivid")  # replaces a finished summary: the panel now shows only the rewrite
     assert result_view_text(pane) == ""
+    qtbot.waitUntil(lambda: isinstance(fake_session.requests[-1], RewriteRequest), timeout=WAIT_MS)
     run_until_idle(qtbot, pane, pane.stop)
     assert isinstance(fake_session.requests[-1], RewriteRequest)
     pane.close()
