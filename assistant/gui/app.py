@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QTimer
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
+from assistant.core.resources import resource_root
 from assistant.core.settings import load_settings
 from assistant.gui.worker import AiClient, SessionFactory
 
@@ -38,6 +40,7 @@ def run_app(
     app.setApplicationName("Penwright")
     app.setOrganizationName("Penwright")
     app.setDesktopFileName("io.github.penwright.Penwright")
+    app.setWindowIcon(QIcon(str(resource_root() / "icons" / "penwright.svg")))
 
     from assistant.gui.main_window import MainWindow
 
