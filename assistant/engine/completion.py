@@ -21,7 +21,7 @@ from assistant.core.inline import (
     keep_prose_suggestion,
 )
 from assistant.core.settings import SamplerSettings
-from assistant.engine.generate import CancelToken, Engine, IncrementalDecoder, _new_cache
+from assistant.engine.generate import CancelToken, Engine, IncrementalDecoder, PrefixCache
 
 if TYPE_CHECKING:
     import torch
@@ -130,8 +130,7 @@ class InlineCompleter:
         self.fim = detect_fim(engine.tokenizer)
         self._lru: OrderedDict[tuple[str, str, str, str], str] = OrderedDict()
         self._lru_size = lru_size
-        self._cache: Any = None
-        self._cached_ids: list[int] = []
+        self._prefix = PrefixCache(getattr(engine, "model", None))
 
     # --- prompts -------------------------------------------------------------------------------------------
 
@@ -255,35 +254,24 @@ class InlineCompleter:
         """Run only the tokens after the longest prefix shared with the cached prompt."""
         import torch
 
-        common = 0
-        for cached, new in zip(self._cached_ids, ids, strict=False):
-            if cached != new:
-                break
-            common += 1
-        common = min(common, len(ids) - 1)  # at least one token must run to get the next token's scores
-        if self._cache is None or common == 0:
-            self._cache = _new_cache(self.engine.model)
-            common = 0
-        else:
-            surplus = self._cache.get_seq_length() - common
-            if surplus > 0:
-                self._cache.crop(-surplus)  # a negative count removes tokens in both old and new transformers
+        common = self._prefix.prepare(ids)
         result.reused_tokens = common
         result.prefill_tokens = len(ids) - common
         fresh = torch.tensor([ids[common:]], dtype=torch.long, device=device)
         outputs = self.engine.model(
-            input_ids=fresh, **{self.engine._cache_argument: self._cache}, use_cache=True, logits_to_keep=1
+            input_ids=fresh, **{self.engine._cache_argument: self._prefix.cache}, use_cache=True, logits_to_keep=1
         )
-        self._cached_ids = list(ids)
+        self._prefix.tokens = list(ids)
         return outputs.logits[:, -1, :].float()
 
     def _step(self, next_ids: torch.Tensor, token: int) -> torch.Tensor:
-        outputs = self.engine.model(input_ids=next_ids, **{self.engine._cache_argument: self._cache}, use_cache=True)
-        self._cached_ids.append(token)
+        outputs = self.engine.model(
+            input_ids=next_ids, **{self.engine._cache_argument: self._prefix.cache}, use_cache=True
+        )
+        self._prefix.tokens.append(token)
         return outputs.logits[:, -1, :].float()
 
     def reset(self) -> None:
         """Forget the KV cache (another task used the model) and the suggestions seen so far."""
-        self._cache = None
-        self._cached_ids = []
+        self._prefix.reset()
         self._lru.clear()

@@ -173,6 +173,40 @@ class TextStream:
         return "".join(self._pieces)
 
 
+class PrefixCache:
+    """A KV cache and the tokens it holds: a new prompt reuses the longest prefix it shares with them.
+
+    Chat turn N then prefills only the new message, and an inline suggestion after one more typed character only
+    that character's tokens. ``tokens`` lists exactly what the cache holds; callers add to it after each forward.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.cache: Any = None
+        self.tokens: list[int] = []
+
+    def prepare(self, prompt_ids: Sequence[int]) -> int:
+        """Crop the cache to the shared prefix (or start a new one); returns how many prompt tokens it holds."""
+        common = 0
+        for cached, new in zip(self.tokens, prompt_ids, strict=False):
+            if cached != new:
+                break
+            common += 1
+        common = min(common, len(prompt_ids) - 1)  # the last prompt token must run to give the next token's scores
+        self.tokens = []  # until the caller's prefill succeeds, the cache holds nothing trustworthy
+        if self.cache is None or common <= 0:
+            self.cache = _new_cache(self.model)
+            return 0
+        surplus = self.cache.get_seq_length() - common
+        if surplus > 0:
+            self.cache.crop(-surplus)  # a negative count removes tokens in both old and new transformers
+        return common
+
+    def reset(self) -> None:
+        self.cache = None
+        self.tokens = []
+
+
 class Engine:
     """A loaded model plus everything needed to run prompts on it. Use from one thread at a time."""
 
@@ -185,10 +219,9 @@ class Engine:
         parameters = inspect.signature(self.model.forward).parameters
         self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
         self.last_stats: GenerationStats | None = None
-        # The KV cache of the last generation and the tokens it holds: the next prompt reuses the longest common
-        # prefix (the system prompt, the earlier chat turns, the story so far) and prefills only what is new.
-        self._cache: Any = None
-        self._cached_ids: list[int] = []
+        # The KV cache of the last generation: the next prompt reuses the longest common prefix (the system
+        # prompt, the earlier chat turns, the story so far) and prefills only what is new.
+        self._prefix = PrefixCache(self.model)
 
     # --- prompts -------------------------------------------------------------------------------------------
 
@@ -316,9 +349,9 @@ class Engine:
         decoder = IncrementalDecoder(self.tokenizer, prompt_ids)
         stop_filter = StopStringFilter(stops)
         all_ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
-        cache, reused = self._reusable_cache(prompt_ids)
+        reused = self._prefix.prepare(prompt_ids)
+        cache = self._prefix.cache
         stats.prefill_tokens = len(prompt_ids) - reused
-        self._cached_ids = []  # until the prefill succeeds, the cache holds nothing trustworthy
         first_token_at = 0.0
         finish = "length"
         try:
@@ -327,7 +360,7 @@ class Engine:
                     finish = "cancelled"
                     return
                 outputs = self._forward(all_ids[:, reused:], cache, prefill=True)
-                self._cached_ids = list(prompt_ids)
+                self._prefix.tokens = list(prompt_ids)
                 for step in range(settings.max_new_tokens):
                     logits = outputs.logits[:, -1, :].float()
                     token = pick_token(logits, all_ids, processors, settings, generator)
@@ -352,7 +385,7 @@ class Engine:
                     next_ids = torch.tensor([[token]], dtype=torch.long, device=device)
                     all_ids = torch.cat([all_ids, next_ids], dim=1)
                     outputs = self._forward(next_ids, cache, prefill=False)
-                    self._cached_ids.append(token)
+                    self._prefix.tokens.append(token)
                     if cancel.cancelled:
                         finish = "cancelled"
                         break
@@ -374,26 +407,9 @@ class Engine:
             if first_token_at and stats.new_tokens > 1:
                 stats.tok_s = (stats.new_tokens - 1) / max(ended - first_token_at, 1e-9)
 
-    def _reusable_cache(self, prompt_ids: list[int]) -> tuple[Any, int]:
-        """The previous KV cache cropped to the prefix it shares with this prompt, and that prefix's length."""
-        common = 0
-        for cached, new in zip(self._cached_ids, prompt_ids, strict=False):
-            if cached != new:
-                break
-            common += 1
-        common = min(common, len(prompt_ids) - 1)  # the last prompt token must run to give the next token's scores
-        if self._cache is None or common <= 0:
-            self._cache = _new_cache(self.model)
-            return self._cache, 0
-        surplus = self._cache.get_seq_length() - common
-        if surplus > 0:
-            self._cache.crop(-surplus)  # a negative count removes tokens in both old and new transformers
-        return self._cache, common
-
     def reset_cache(self) -> None:
         """Forget the reusable KV cache (it is rebuilt on the next generation)."""
-        self._cache = None
-        self._cached_ids = []
+        self._prefix.reset()
 
     def _forward(self, input_ids: torch.Tensor, cache: Any, prefill: bool) -> Any:
         kwargs: dict[str, Any] = {self._cache_argument: cache, "use_cache": True}

@@ -178,6 +178,12 @@ class AiJob(QObject):
         self.cancel_token.cancel()
         self._client._forget(self.id)
 
+    def release(self) -> None:
+        """The pane is done with this job: drop it if it still runs, and free the object."""
+        if not self.done:
+            self.discard()
+        self.deleteLater()
+
 
 class AiClient(QObject):
     """The UI thread's handle on the worker: start jobs, load models, shut down cleanly.

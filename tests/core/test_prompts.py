@@ -116,3 +116,12 @@ def test_user_template_in_config_folder_overrides_the_shipped_one(isolated_profi
 
 def test_fill_leaves_unknown_fields_and_braces_alone() -> None:
     assert fill("{text} {unknown} {{x}} code{", text="hi") == "hi {unknown} {{x}} code{"
+
+
+def test_a_missing_template_file_is_reported_in_a_sentence(monkeypatch, tmp_path: Path) -> None:
+    from assistant.core import resources
+    from assistant.core.errors import PenwrightError
+
+    monkeypatch.setattr(resources, "resource_root", lambda: tmp_path)
+    with pytest.raises(PenwrightError, match="resources/prompts/poem.txt is missing .* reinstall Penwright"):
+        load_template("poem")

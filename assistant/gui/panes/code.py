@@ -1083,9 +1083,7 @@ class CodePane(Pane):
         job, self._job = self._job, None
         if job is None:
             return
-        if not job.done:
-            job.discard()
-        job.deleteLater()
+        job.release()
         if self._job_kind in ("complete", "generate"):
             self._editor.setReadOnly(self._was_read_only)
         else:

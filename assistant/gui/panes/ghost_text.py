@@ -441,9 +441,7 @@ class GhostTextController(QObject):
         job, self._job = self._job, None
         if job is None:
             return
-        if not job.done:
-            job.discard()
-        job.deleteLater()
+        job.release()
 
     # --- results -------------------------------------------------------------------------------------------
 
