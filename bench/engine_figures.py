@@ -49,6 +49,7 @@ def main() -> None:
         prompt = Prompt(text=engine.tokenizer.decode(all_ids[:length]))
         samples = []
         for _ in range(3):
+            engine.reset_cache()  # a cold prefill: no KV cache left from the previous prompt
             stream = engine.stream(prompt, greedy)
             stream.text()
             samples.append(stream.stats.ttft_ms)

@@ -39,7 +39,7 @@ def main() -> None:
     window = MainWindow(client, AppSettings())
     window.show()
     text = (Path(__file__).with_name("data") / "story.txt").read_text(encoding="utf-8")
-    start = len(text) // 2
+    start = CONTEXT + 50  # the story is long enough for 1,000 characters of context plus the typed steps
     controller = window.editor_pane.ghost
     editor = window.editor_pane.editor
     latencies: list[float] = []

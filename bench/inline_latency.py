@@ -28,13 +28,13 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def measure(engine: Engine, steps: int, context_chars: int = 1000) -> dict[str, float]:
     text = STORY.read_text(encoding="utf-8")
-    start = len(text) // 2
+    start = context_chars  # 1,000 characters of context before the cursor, then the typed steps
     completer = InlineCompleter(engine)
 
     full_prefill_ms = []
     for offset in range(3):  # a cold cache each time: the whole context is prefilled
         completer.reset()
-        prefix = text[start - context_chars + offset : start + offset]
+        prefix = text[: start + offset]
         full_prefill_ms.append(completer.suggest(InlineRequest("prose", prefix)).ttft_ms)
 
     first_text_ms: list[float] = []
@@ -42,10 +42,11 @@ def measure(engine: Engine, steps: int, context_chars: int = 1000) -> dict[str, 
     prefill_tokens: list[int] = []
     prompt_tokens: list[int] = []
     completer.reset()
-    completer.suggest(InlineRequest("prose", text[start - context_chars : start]))
+    completer.suggest(InlineRequest("prose", text[:start]))
     for step in range(1, steps + 1):
         cursor = start + step
-        result = completer.suggest(InlineRequest("prose", text[cursor - context_chars : cursor]))
+        # Like the editor: the text from a fixed start up to the cursor, so the prompt only grows at its end.
+        result = completer.suggest(InlineRequest("prose", text[:cursor]), on_text=lambda _text: None)
         incremental_prefill_ms.append(result.ttft_ms)
         prefill_tokens.append(result.prefill_tokens)
         prompt_tokens.append(result.prompt_tokens)

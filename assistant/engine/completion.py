@@ -94,8 +94,15 @@ class InlineResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+TRIM_STEP = 128
+CHAR_STEP = 512
+
 INLINE_SETTINGS = SamplerSettings(temperature=0.0, repetition_penalty=1.0, max_new_tokens=48)
 """Greedy: a suggestion should be the model's best guess, and the same text gives the same suggestion."""
+
+
+def _round_up(value: int, step: int) -> int:
+    return -(-value // step) * step
 
 
 def _split_typed_space(prefix: str) -> tuple[str, str]:
@@ -138,9 +145,19 @@ class InlineCompleter:
         return list(self.engine.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _prefix_ids(self, prefix: str) -> list[int]:
-        # Encode only a window of characters (about 6 per token is generous), then keep the newest tokens.
-        window = prefix[-self.prefix_tokens * 6 :]
-        return self._encode(window)[-self.prefix_tokens :]
+        """The newest ``prefix_tokens`` of the prefix, cut in steps of ``TRIM_STEP`` tokens.
+
+        Cutting exactly at the budget would move the start by a token on every keystroke and defeat KV reuse;
+        cutting in steps keeps the start put for hundreds of keystrokes.
+        """
+        # About 6 characters a token at most: a generous cap, starting at a multiple of CHAR_STEP characters.
+        start = max(0, len(prefix) - self.prefix_tokens * 6) // CHAR_STEP * CHAR_STEP
+        ids = self._encode(prefix[start:])
+        excess = len(ids) - self.prefix_tokens
+        if excess > 0:
+            step = min(TRIM_STEP, max(1, self.prefix_tokens // 4))
+            ids = ids[_round_up(excess, step) :]
+        return ids
 
     def prompt_ids(self, request: InlineRequest) -> list[int]:
         prefix_ids = self._prefix_ids(_split_typed_space(request.prefix)[0])

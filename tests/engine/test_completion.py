@@ -160,3 +160,15 @@ def test_spaces_typed_at_the_cursor_are_not_suggested_again(engine) -> None:
     assert code.text.startswith("return"), repr(code.text)
     prose = completer.suggest(InlineRequest("prose", "The rain had not stopped for three days when the "))
     assert prose.text and not prose.text.startswith(" "), repr(prose.text)
+
+
+def test_a_long_prefix_is_cut_in_steps_so_its_start_stays_put() -> None:
+    """Typing on at the end of a long document must not shift the prompt's start (that would defeat KV reuse)."""
+    tokenizer = small_tokenizer()
+    completer = InlineCompleter(SimpleNamespace(tokenizer=tokenizer), prefix_tokens=300)  # type: ignore[arg-type]
+    words = ["def", "add", "(", "a", ",", "b", ")", ":", "return", "a", "+", "b", "print", "(", "1", ")"]
+    document = " ".join(words[index % len(words)] for index in range(1000))
+    first = completer.prompt_ids(InlineRequest("prose", document))
+    later = completer.prompt_ids(InlineRequest("prose", document + " return a"))
+    assert len(first) <= 300 and len(later) <= 300
+    assert later[: len(first) - 2] == first[: len(first) - 2], "the same start: only the end grew"

@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 PREFIX_CHARS = 4000
 """Text before the cursor sent with a request; the engine trims it to its token budget."""
+PREFIX_STRIDE = 512
+"""The prefix starts at a multiple of this many characters, so it stays put while the user types on and the
+engine can reuse the KV cache of the previous request (a window sliding by one character would defeat it)."""
 SUFFIX_CHARS = 1000
 """Text after the cursor sent with a request (fill-in-the-middle and the repeat check use it)."""
 DEFAULT_DELAY_MS = 250
@@ -378,7 +381,8 @@ class GhostTextController(QObject):
         document = self._editor.document()
         position = cursor.position()
         before = QTextCursor(document)
-        before.setPosition(max(0, position - PREFIX_CHARS))
+        start = max(0, position - PREFIX_CHARS)
+        before.setPosition(-(-start // PREFIX_STRIDE) * PREFIX_STRIDE)
         before.setPosition(position, QTextCursor.MoveMode.KeepAnchor)
         after = QTextCursor(document)
         after.setPosition(position)
