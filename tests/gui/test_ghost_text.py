@@ -155,7 +155,10 @@ def test_the_request_carries_the_text_around_the_cursor_within_limits(
     wait_for_ghost(qtbot, editor_pane.ghost, " and more")
 
     request = inline_requests(fake_session)[-1]
-    assert request.prefix == before[-4000:]
+    start = len(before) - len(request.prefix)
+    assert request.prefix == before[start:], "the text right up to the cursor"
+    assert 4000 - 512 < len(request.prefix) <= 4000
+    assert start % 512 == 0, "a stable start, so typing on reuses the KV cache"
     assert request.suffix == after[:1000]
 
 
