@@ -178,3 +178,30 @@ def test_unavailable_device_is_explained() -> None:
         pytest.skip("this machine has a GPU")
     with pytest.raises(ModelError, match="No CUDA GPU"):
         load_model(device="cuda")
+
+
+def test_bin_weights_load_safely_and_pickled_code_never_runs(
+    loaded_model, session_profile: Path, tmp_path: Path
+) -> None:
+    """`.bin` weights are read with torch.load(weights_only=True): tensors load, a pickle that runs code does not."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "bin-model"
+    shutil.copytree(conversion_folder_for(session_profile), folder)
+    (folder / "penwright-conversion.json").unlink()
+    state = load_file(str(folder / "model.safetensors"))
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    assert load_model(str(folder), device="cpu").source.kind == "folder"
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"model.embed_tokens.weight": Payload()}, folder / "pytorch_model.bin")
+    with pytest.raises(ModelError):
+        load_model(str(folder), device="cpu")
+    assert not marker.exists(), "the pickled command was not executed"
