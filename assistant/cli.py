@@ -351,9 +351,6 @@ def command_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def command_chat(args: argparse.Namespace, out: TextIO, err: TextIO, read_line: Callable[[str], str] = input) -> int:
-    from assistant.engine.generate import CancelToken
-    from assistant.engine.tasks import run_task
-
     settings = sampler_from(args)
     engine = load_engine(args, err)
     history: list[Message] = []
@@ -365,42 +362,62 @@ def command_chat(args: argparse.Namespace, out: TextIO, err: TextIO, read_line: 
     )
     while True:
         try:
-            line = read_line("you> ")
-        except EOFError:
-            print(file=err)
-            return EXIT_OK
+            if not _chat_turn(engine, history, system, settings, args, out, err, read_line):
+                return EXIT_OK
         except KeyboardInterrupt:
-            print(file=err)
-            continue
-        message = line.strip()
-        if not message:
-            continue
-        if message in ("/exit", "/quit"):
-            return EXIT_OK
-        if message == "/new":
-            history.clear()
-            print("(new conversation)", file=err, flush=True)
-            continue
-        history.append({"role": "user", "content": message})
-        cancel = CancelToken()
-        out.write("penwright> ")
-        out.flush()
-        try:
-            with cancel_on_interrupt(cancel) as interrupted:
-                stream = run_task(engine, ChatRequest(list(history), system_prompt=system), settings, cancel)
-                answer = _write_stream(stream, out)
-        except InputError as error:
-            history.pop()
-            print(f"\npenwright: {error}", file=err, flush=True)
-            continue
-        out.write("\n")
-        out.flush()
-        if interrupted[0]:
-            print("(stopped)", file=err, flush=True)
-        # A stopped answer stays in the history as far as it got, as in GPT4All.
-        history.append({"role": "assistant", "content": answer})
-        if args.stats:
-            print(json.dumps(stream.stats.to_dict()), file=err, flush=True)
+            # Ctrl-C outside an answer (at the prompt, or just as an answer ended) clears the line; Ctrl-D quits.
+            print(file=err, flush=True)
+
+
+def _chat_turn(
+    engine: Engine,
+    history: list[Message],
+    system: str | None,
+    settings: SamplerSettings,
+    args: argparse.Namespace,
+    out: TextIO,
+    err: TextIO,
+    read_line: Callable[[str], str],
+) -> bool:
+    """One exchange of the interactive chat; False when the user quits."""
+    from assistant.engine.generate import CancelToken
+    from assistant.engine.tasks import run_task
+
+    try:
+        line = read_line("you> ")
+    except EOFError:
+        print(file=err)
+        return False
+    message = line.strip()
+    if not message:
+        return True
+    if message in ("/exit", "/quit"):
+        return False
+    if message == "/new":
+        history.clear()
+        print("(new conversation)", file=err, flush=True)
+        return True
+    history.append({"role": "user", "content": message})
+    cancel = CancelToken()
+    out.write("penwright> ")
+    out.flush()
+    try:
+        with cancel_on_interrupt(cancel) as interrupted:
+            stream = run_task(engine, ChatRequest(list(history), system_prompt=system), settings, cancel)
+            answer = _write_stream(stream, out)
+    except InputError as error:
+        history.pop()
+        print(f"\npenwright: {error}", file=err, flush=True)
+        return True
+    out.write("\n")
+    out.flush()
+    if interrupted[0]:
+        print("(stopped)", file=err, flush=True)
+    # A stopped answer stays in the history as far as it got, as in GPT4All.
+    history.append({"role": "assistant", "content": answer})
+    if args.stats:
+        print(json.dumps(stream.stats.to_dict()), file=err, flush=True)
+    return True
 
 
 def _read_context(source: str) -> str:

@@ -159,15 +159,31 @@ def test_ctrl_c_in_chat_stops_the_answer_but_not_the_chat(cli_env) -> None:
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env,
     )  # fmt: skip
     assert process.stdin is not None and process.stdout is not None
-    process.stdin.write(b"Tell me a very long story about the sea.\n")
+    process.stdin.write(b"Count from 1 to 1000, one number per line, without stopping.\n")
     process.stdin.flush()
-    assert process.stdout.read(len("penwright> ") + 1)  # the answer is streaming
+    assert process.stdout.read(len("penwright> ") + 12)  # the answer is streaming
     process.send_signal(signal.SIGINT)
     process.stdin.write(b"/exit\n")
     process.stdin.flush()
     _out, err = process.communicate(timeout=60)
-    assert process.returncode == 0
+    assert process.returncode == 0, "Ctrl-C stops the answer, not the chat"
     assert "(stopped)" in err.decode()
+
+
+def test_ctrl_c_at_the_prompt_clears_the_line_and_the_chat_goes_on(engine, monkeypatch) -> None:
+    monkeypatch.setattr(cli, "load_engine", lambda _args, _err: engine)
+    inputs = iter([KeyboardInterrupt(), "Hello!", EOFError()])
+
+    def read_line(_prompt: str) -> str:
+        item = next(inputs)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    out, err = io.StringIO(), io.StringIO()
+    args = cli.build_parser().parse_args(["chat", "--max-new-tokens", "8", "--seed", "1"])
+    assert cli.command_chat(args, out, err, read_line=read_line) == 0
+    assert out.getvalue().count("penwright> ") == 1
 
 
 def test_models_lists_the_bundled_model(cli_env) -> None:
