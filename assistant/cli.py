@@ -582,4 +582,4 @@ def command_gui(args: argparse.Namespace, err: TextIO) -> int:
     return run_app(args.files, screenshot=args.screenshot, profile=args.profile)
 
 
-__all__ = ["main", "ModelError"]
+__all__ = ["main"]

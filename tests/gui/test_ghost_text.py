@@ -626,6 +626,19 @@ def test_code_pane_complete_at_cursor_is_not_disturbed_by_suggestions(
 # --- the real model --------------------------------------------------------------------------------------------
 
 
+def _wait_for_real_suggestion_and_accept_it(qtbot, pane: EditorPane | CodePane, typed: str) -> str:
+    """Wait for the model's ghost text, check it left the document alone, press Tab; returns the suggestion."""
+    qtbot.waitUntil(
+        lambda: pane.ghost.ghost_text.strip() != "" and not pane.ghost.in_flight, timeout=REAL_MODEL_WAIT_MS
+    )
+    suggestion = pane.ghost.ghost_text
+    assert pane.editor.toPlainText() == typed
+
+    qtbot.keyClick(pane.editor, Qt.Key.Key_Tab)
+    assert pane.editor.toPlainText() == typed + suggestion
+    return suggestion
+
+
 @pytest.mark.slow
 def test_real_model_suggests_how_a_sentence_goes_on_and_tab_takes_it(
     qtbot, real_client: AiClient, app_settings: AppSettings
@@ -636,14 +649,7 @@ def test_real_model_suggests_how_a_sentence_goes_on_and_tab_takes_it(
     typed = "Once upon a time, there was a"
     type_text(qtbot, pane.editor, typed)
 
-    qtbot.waitUntil(
-        lambda: pane.ghost.ghost_text.strip() != "" and not pane.ghost.in_flight, timeout=REAL_MODEL_WAIT_MS
-    )
-    suggestion = pane.ghost.ghost_text
-    assert pane.editor.toPlainText() == typed
-
-    qtbot.keyClick(pane.editor, Qt.Key.Key_Tab)
-    assert pane.editor.toPlainText() == typed + suggestion
+    _wait_for_real_suggestion_and_accept_it(qtbot, pane, typed)
     pane.close()
 
 
@@ -656,13 +662,6 @@ def test_real_model_suggests_the_body_of_a_function(qtbot, real_client: AiClient
     typed = "def add(a, b):\n    "
     type_text(qtbot, pane.editor, typed)
 
-    qtbot.waitUntil(
-        lambda: pane.ghost.ghost_text.strip() != "" and not pane.ghost.in_flight, timeout=REAL_MODEL_WAIT_MS
-    )
-    suggestion = pane.ghost.ghost_text
-    assert pane.editor.toPlainText() == typed
-
-    qtbot.keyClick(pane.editor, Qt.Key.Key_Tab)
-    assert pane.editor.toPlainText() == typed + suggestion
+    suggestion = _wait_for_real_suggestion_and_accept_it(qtbot, pane, typed)
     assert "return" in suggestion or "a" in suggestion, suggestion
     pane.close()
