@@ -33,7 +33,7 @@ from assistant.core.prompts import (
     StoryRequest,
     TranslateRequest,
 )
-from assistant.core.settings import SamplerSettings
+from assistant.core.settings import QUANTIZE_CHOICES, SamplerSettings
 
 if TYPE_CHECKING:
     from assistant.engine.generate import CancelToken, Engine, TextStream
@@ -55,6 +55,12 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", metavar="PATH_OR_ID", help="a .gguf file, a model folder or a cached model id")
     group.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to run (default: auto)")
     group.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help="weight precision (default: auto)")
+    group.add_argument(
+        "--quantize",
+        default="auto",
+        choices=QUANTIZE_CHOICES,
+        help="weight storage on the CPU: int4 or int8 decode faster (default: auto = int4 for a 4-bit GGUF, else int8)",
+    )
     group.add_argument(
         "--trust-remote-code",
         action="store_true",
@@ -270,6 +276,7 @@ def load_engine(args: argparse.Namespace, err: TextIO) -> Engine:
             dtype=args.dtype,
             trust_remote_code=args.trust_remote_code,
             progress=progress,
+            quantize=args.quantize,
         )
     finally:
         progress.close()
@@ -446,6 +453,7 @@ def command_complete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.stats:
         stats = {
             "load_s": round(engine.loaded.load_seconds, 3),
+            "weights": engine.loaded.weights,
             "prompt_tokens": result.prompt_tokens,
             "new_tokens": result.new_tokens,
             "first_text_ms": round(result.first_text_ms, 1),
@@ -491,7 +499,7 @@ def command_selftest(out: TextIO, err: TextIO) -> int:
     )
     if not text.strip():
         raise ModelError("The model loaded but wrote nothing.")
-    out.write(f"{'model:':<13}{loaded.name} ({loaded.source.location})\n")
+    out.write(f"{'model:':<13}{loaded.name} ({loaded.source.location}), {loaded.weights} weights\n")
     out.write(f"{'wrote:':<13}{text.strip()!r}\n")
     out.write(f"selftest ok in {time.perf_counter() - started:.1f} s\n")
     out.flush()

@@ -48,6 +48,8 @@ class SamplerSettings:
 
 SETTINGS_VERSION = 1
 THEMES = ("system", "light", "dark")
+QUANTIZE_CHOICES = ("auto", "none", "int8", "int4")
+"""How the model's weights are stored on the CPU: auto picks int4 for a 4-bit GGUF, int8 otherwise."""
 MAX_RECENT_FILES = 10
 
 
@@ -59,6 +61,8 @@ class AppSettings:
     """"" is the bundled model; otherwise a folder, a .gguf file or a cached model id."""
     device: str = "auto"
     dtype: str = "auto"
+    quantize: str = "auto"
+    """Weight storage on the CPU, one of QUANTIZE_CHOICES."""
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     theme: str = "system"
     editor_font_family: str = ""
@@ -106,6 +110,8 @@ class AppSettings:
                 pass
         if settings.theme not in THEMES:
             settings.theme = defaults.theme
+        if settings.quantize not in QUANTIZE_CHOICES:
+            settings.quantize = defaults.quantize
         settings.autosave_seconds = max(1, min(int(settings.autosave_seconds), 3600))
         settings.recent_files = [str(path) for path in settings.recent_files][:MAX_RECENT_FILES]
         return settings

@@ -71,6 +71,8 @@ class GenerationStats:
     total_s: float = 0.0
     finish_reason: str = ""
     """"eos" (the model ended), "stop" (a stop string), "length" (max_new_tokens), "cancelled"."""
+    weights: str = ""
+    """How the weights were stored: "int4", "int8" or a dtype such as "float32"."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -319,7 +321,9 @@ class Engine:
                 f"The prompt ({len(prompt_ids):,} tokens) and the answer ({settings.max_new_tokens:,}) "
                 f"do not fit in this model's context of {self.context_length:,} tokens."
             )
-        stats = GenerationStats(load_s=self.loaded.load_seconds, prompt_tokens=len(prompt_ids))
+        stats = GenerationStats(
+            load_s=self.loaded.load_seconds, prompt_tokens=len(prompt_ids), weights=self.loaded.weights
+        )
         self.last_stats = stats
         pieces = self._decode(prompt_ids, settings, cancel or CancelToken(), self._stops_for(prompt), stats)
         return TextStream(pieces, stats)
@@ -420,12 +424,9 @@ class Engine:
 
 
 def _new_cache(model: Any) -> Any:
-    from transformers import DynamicCache
+    from assistant.engine.kvcache import new_cache
 
-    try:
-        return DynamicCache(config=model.config)
-    except TypeError:  # older transformers
-        return DynamicCache()
+    return new_cache(model.config)
 
 
 ProgressCallback = Callable[[str, float | None], None]

@@ -8,10 +8,14 @@ A GGUF is dequantized once (about 18 s for the bundled model) and the result is 
 and tokenizer under the user cache folder, keyed by the file's path, size and mtime, so later loads take a fraction
 of a second. transformers refuses ``save_pretrained`` on a GGUF-loaded model, hence the state dict is saved directly
 with a config that has no ``quantization_config``.
+
+On the CPU the linear layers are then quantized (``assistant.engine.quantize``): int4 for a model that was 4-bit
+already, int8 otherwise, unless the user asks for something else.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -21,7 +25,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +35,8 @@ from assistant.engine.devices import Placement, available_ram_bytes, choose_plac
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from assistant.engine.quantize import QuantizationReport
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +81,15 @@ class LoadedModel:
     import_seconds: float = 0.0
     """Time spent importing torch and transformers, reported apart from ``load_seconds``."""
     details: dict[str, Any] = field(default_factory=dict)
+    quantization: QuantizationReport | None = None
+    """How the linear layers were quantized (None: not at all)."""
+
+    @property
+    def weights(self) -> str:
+        """ "int8", "int4" or the dtype the weights are kept in."""
+        if self.quantization is not None and self.quantization.mode != "none":
+            return self.quantization.mode
+        return self.placement.dtype_name
 
     @property
     def name(self) -> str:
@@ -172,8 +187,12 @@ def load_model(
     dtype: str = "auto",
     trust_remote_code: bool = False,
     progress: ProgressCallback | None = None,
+    quantize: str = "auto",
 ) -> LoadedModel:
-    """Load a model for generation, translating every failure into a ModelError a user can act on."""
+    """Load a model for generation, translating every failure into a ModelError a user can act on.
+
+    ``quantize`` is one of ``assistant.engine.quantize.QUANTIZE_CHOICES``; it only changes models on the CPU.
+    """
     report = progress or (lambda _stage, _fraction: None)
     source = resolve_source(requested)
     import_started = time.perf_counter()
@@ -184,6 +203,9 @@ def load_model(
     _import_model_code(source)
     started = time.perf_counter()
     placement = choose_placement(device, dtype)
+    from assistant.engine.quantize import check_choice
+
+    check_choice(quantize)
     _check_memory(source, placement)
     report(f"Loading {source.display_name}", None)
     try:
@@ -193,6 +215,9 @@ def load_model(
     except Exception as error:  # transformers, safetensors, gguf and torch raise many kinds
         raise translate_load_error(error, source, placement) from error
     model.eval()
+    quantization = _quantize(model, source, placement, quantize, dtype, report_progress=report)
+    if quantization.mode != "none" and placement.dtype_name != _model_dtype_name(model):
+        placement = replace(placement, dtype_name=_model_dtype_name(model))
     loaded = LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -201,9 +226,88 @@ def load_model(
         load_seconds=time.perf_counter() - started,
         from_conversion_cache=cached,
         import_seconds=started - import_started,
+        quantization=quantization,
     )
     report("Model ready", 1.0)
     return loaded
+
+
+def _quantize(
+    model: Any,
+    source: ModelSource,
+    placement: Placement,
+    requested: str,
+    dtype: str,
+    report_progress: ProgressCallback,
+) -> QuantizationReport:
+    """Quantize the linear layers; with fast bf16 on this CPU (and no dtype asked for) the rest runs in bf16 too.
+
+    The quantized kernels take bf16 activations, so a bf16 model skips two conversions per layer; measured on the
+    2-core reference machine: 59 vs 55 tokens/s for int4, with the same perplexity.
+    """
+    import torch
+
+    from assistant.engine.quantize import bf16_is_fast, quantize_model, resolve_mode
+
+    on_cpu = placement.device == "cpu" and placement.device_map is None
+    four_bit = on_cpu and (requested or "auto") == "auto" and _is_four_bit(source)
+    mode, note = resolve_mode(requested, placement.device, placement.device_map is not None, four_bit)
+    if mode != "none":
+        report_progress(f"Preparing {mode} weights", None)
+    try:
+        result = quantize_model(model, mode)
+    except (RuntimeError, MemoryError) as error:  # an unusual layer shape or no memory left: run unquantized
+        log.warning("Could not quantize the model (%s); running it unquantized.", error)
+        from assistant.engine.quantize import QuantizationReport
+
+        result = QuantizationReport(mode="none", requested=requested, note="The weights could not be quantized.")
+    result.requested = requested
+    result.note = result.note or note
+    if result.mode != "none" and (dtype or "auto") == "auto" and bf16_is_fast():
+        model.to(torch.bfloat16)
+    return result
+
+
+def _model_dtype_name(model: Any) -> str:
+    return str(model.dtype).removeprefix("torch.")
+
+
+def _is_four_bit(source: ModelSource) -> bool:
+    """Whether the source is a GGUF whose weights are mostly 4 bits or fewer (then int4 loses nothing)."""
+    from assistant.engine.quantize import AT_MOST_FOUR_BIT_GGUF_TYPES
+
+    if source.gguf_file is None:
+        return False
+    file_type = gguf_file_type(source.gguf_file)
+    return file_type is not None and file_type in AT_MOST_FOUR_BIT_GGUF_TYPES
+
+
+def gguf_file_type(gguf_file: Path) -> int | None:
+    """The GGUF's ``general.file_type`` (its quantization), remembered in the conversion cache's marker."""
+    marker_path = conversion_folder(gguf_file) / "penwright-conversion.json"
+    marker: dict[str, Any] = {}
+    try:
+        marker = json.loads(marker_path.read_text(encoding="utf-8"))
+        if isinstance(marker.get("gguf_file_type"), int):
+            return int(marker["gguf_file_type"])
+    except (OSError, ValueError):
+        marker = {}
+    file_type = _read_gguf_file_type(gguf_file)
+    if marker and file_type is not None:
+        marker["gguf_file_type"] = file_type
+        with contextlib.suppress(OSError):
+            marker_path.write_text(json.dumps(marker, indent=2), encoding="utf-8")
+    return file_type
+
+
+def _read_gguf_file_type(gguf_file: Path) -> int | None:
+    try:
+        from gguf import GGUFReader
+
+        field_ = GGUFReader(gguf_file).fields.get("general.file_type")
+        return None if field_ is None else int(field_.parts[field_.data[0]][0])
+    except Exception:  # a damaged header only costs the automatic choice; loading reports real damage
+        return None
 
 
 def _import_model_code(source: ModelSource) -> None:
@@ -319,6 +423,7 @@ def _save_conversion(
             "format": CONVERSION_FORMAT,
             "source": str(source.gguf_file),
             "created": time.time(),
+            "gguf_file_type": None if source.gguf_file is None else _read_gguf_file_type(source.gguf_file),
         }
         (staging / "penwright-conversion.json").write_text(json.dumps(marker, indent=2), encoding="utf-8")
         if folder.exists():

@@ -25,6 +25,7 @@ class ModelChoice:
     model: str = ""
     device: str = "auto"
     dtype: str = "auto"
+    quantize: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class ModelInfo:
     dtype: str
     context_length: int
     load_seconds: float
+    weights: str = ""
+    """"int8", "int4" or the dtype of unquantized weights."""
+    note: str = ""
+    """A sentence when the model runs differently from what the settings asked (say, int8 asked on a GPU)."""
 
 
 SuggestionCallback = Callable[[str], None]
@@ -82,6 +87,8 @@ class EngineSession:
             dtype=loaded.placement.dtype_name,
             context_length=loaded.context_length,
             load_seconds=loaded.load_seconds,
+            weights=loaded.weights,
+            note=loaded.quantization.note if loaded.quantization is not None else "",
         )
 
     def run(
@@ -98,5 +105,7 @@ def open_session(choice: ModelChoice, progress: ProgressCallback | None = None) 
     """Load the chosen model (raising ModelError with a readable sentence when it cannot be)."""
     from assistant.engine.models import load_model
 
-    loaded = load_model(choice.model or None, device=choice.device, dtype=choice.dtype, progress=progress)
+    loaded = load_model(
+        choice.model or None, device=choice.device, dtype=choice.dtype, progress=progress, quantize=choice.quantize
+    )
     return EngineSession(Engine(loaded))

@@ -313,7 +313,7 @@ class MainWindow(QMainWindow):
         self.settingsChanged.emit(new)
 
     def model_choice(self) -> ModelChoice:
-        return ModelChoice(self.settings.model, self.settings.device, self.settings.dtype)
+        return ModelChoice(self.settings.model, self.settings.device, self.settings.dtype, self.settings.quantize)
 
     def apply_settings(self, settings: AppSettings) -> None:
         from PySide6.QtWidgets import QApplication
@@ -347,8 +347,10 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(stage)
 
     def _show_model(self, info: ModelInfo) -> None:
-        self.status_model.setText(f"{info.name} · {info.device} · {info.dtype}")
-        self.statusBar().showMessage(f"Model ready ({info.load_seconds:.1f} s)", 5000)
+        weights = info.weights if info.weights and info.weights != info.dtype else ""
+        self.status_model.setText(" · ".join(part for part in (info.name, info.device, weights, info.dtype) if part))
+        note = f" {info.note}" if info.note else ""
+        self.statusBar().showMessage(f"Model ready ({info.load_seconds:.1f} s).{note}", 8000 if note else 5000)
 
     def _show_load_failure(self, message: str) -> None:
         self.statusBar().showMessage(message, 15000)

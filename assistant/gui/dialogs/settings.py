@@ -23,12 +23,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.core.settings import THEMES, AppSettings, SamplerSettings
+from assistant.core.settings import QUANTIZE_CHOICES, THEMES, AppSettings, SamplerSettings
 from assistant.gui.util import named
 
 MODEL_KINDS = ("Bundled (SmolLM2-135M-Instruct)", "Model folder", "GGUF file", "Cached model id")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+QUANTIZE_LABELS = {
+    "auto": "Automatic (4-bit for 4-bit GGUF models, else 8-bit)",
+    "none": "Full precision (slowest on the CPU)",
+    "int8": "8-bit",
+    "int4": "4-bit (fastest)",
+}
 
 
 class SettingsDialog(QDialog):
@@ -58,6 +64,11 @@ class SettingsDialog(QDialog):
         model_form.addRow("Location", path_row)
         model_form.addRow("Device", self.device)
         model_form.addRow("Precision", self.dtype)
+        self.quantize = named(QComboBox(), "settingsQuantize")
+        for choice in QUANTIZE_CHOICES:
+            self.quantize.addItem(QUANTIZE_LABELS[choice], choice)
+        self.quantize.setToolTip("How the weights are stored on the CPU; fewer bits read less memory per word.")
+        model_form.addRow("Weights on the CPU", self.quantize)
         self.model_kind.currentIndexChanged.connect(self._update_model_fields)
         layout.addWidget(model_box)
 
@@ -129,6 +140,7 @@ class SettingsDialog(QDialog):
         self.model_path.setText(model)
         self.device.setCurrentText(settings.device)
         self.dtype.setCurrentText(settings.dtype)
+        self.quantize.setCurrentIndex(max(0, self.quantize.findData(settings.quantize)))
         sampler = settings.sampler
         self.temperature.setValue(sampler.temperature)
         self.top_p.setValue(sampler.top_p)
@@ -176,6 +188,7 @@ class SettingsDialog(QDialog):
             model="" if self.model_kind.currentIndex() == 0 else self.model_path.text().strip(),
             device=self.device.currentText(),
             dtype=self.dtype.currentText(),
+            quantize=str(self.quantize.currentData()),
             sampler=sampler,
             theme=self.theme.currentText(),
             editor_font_family=self.font_family.currentFont().family(),
