@@ -27,6 +27,11 @@ class AppDirs:
         return self.cache / "conversions"
 
     @property
+    def quantized(self) -> Path:
+        """Cached int8/int4 weights, so a warm load skips quantizing."""
+        return self.cache / "quantized"
+
+    @property
     def prompts(self) -> Path:
         """User overrides of the prompt templates shipped in resources/prompts."""
         return self.config / "prompts"

@@ -255,7 +255,7 @@ def _quantize(
     if mode != "none":
         report_progress(f"Preparing {mode} weights", None)
     try:
-        result = quantize_model(model, mode)
+        result = quantize_model(model, mode, cache=_quantized_cache_file(source, model, mode))
     except (RuntimeError, MemoryError) as error:  # an unusual layer shape or no memory left: run unquantized
         log.warning("Could not quantize the model (%s); running it unquantized.", error)
         from assistant.engine.quantize import QuantizationReport
@@ -266,6 +266,29 @@ def _quantize(
     if result.mode != "none" and (dtype or "auto") == "auto" and bf16_is_fast():
         model.to(torch.bfloat16)
     return result
+
+
+def _quantized_cache_file(source: ModelSource, model: Any, mode: str) -> Path | None:
+    """Where this model's quantized weights are cached; None when its weight files cannot be identified."""
+    from assistant.engine.quantize import cache_file
+
+    if mode == "none":
+        return None
+    if source.gguf_file is not None:
+        fingerprint = f"gguf:{conversion_folder(source.gguf_file).name}"
+    elif source.kind == "folder":
+        folder = Path(source.location)
+        files = sorted(path for path in folder.iterdir() if path.suffix in {".safetensors", ".bin", ".pt", ".pth"})
+        if not files:
+            return None
+        stamps = ",".join(f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns}" for path in files)
+        fingerprint = f"folder:{folder.resolve()}|{stamps}"
+    else:
+        commit = getattr(model.config, "_commit_hash", None)
+        if not commit:
+            return None
+        fingerprint = f"hub:{source.location}@{commit}"
+    return cache_file(fingerprint, mode, app_dirs().quantized)
 
 
 def _model_dtype_name(model: Any) -> str:

@@ -18,9 +18,12 @@ head, 0% with int8) for little speed.
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,6 +33,11 @@ from assistant.core.errors import ModelError
 from assistant.core.settings import QUANTIZE_CHOICES
 
 __all__ = ["QUANTIZE_CHOICES", "QuantizationReport", "QuantizedLinear", "quantize_model", "resolve_mode"]
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 2
+"""Bumped when what :func:`quantize_model` stores changes, so older cache files are not misread."""
 INT4_GROUP_SIZE = 32
 INT4_BLOCK_ROWS = 64
 """The CPU int4 packing interleaves rows in blocks of 64; other row counts fall back to int8."""
@@ -53,6 +61,8 @@ class QuantizationReport:
     seconds: float = 0.0
     weight_bytes_before: int = 0
     weight_bytes_after: int = 0
+    from_cache: bool = False
+    """The quantized weights were read from the cache instead of computed."""
     note: str = ""
     """Why the mode differs from an explicit request, in a sentence; empty when it does not."""
 
@@ -108,47 +118,96 @@ def bf16_is_fast() -> bool:
         return False
 
 
-def quantize_model(model: Any, mode: str) -> QuantizationReport:
-    """Replace the model's linear layers with quantized ones, in place. ``mode`` is "int8" or "int4"."""
+def cache_file(fingerprint: str, mode: str, folder: Path) -> Path:
+    """Where the quantized weights of one model (named by a fingerprint of its weight files) are kept."""
+    import hashlib
+
+    key = hashlib.sha256(f"{fingerprint}|{mode}|{torch.__version__}|{CACHE_FORMAT}".encode()).hexdigest()[:24]
+    return folder / f"{mode}-{key}.safetensors"
+
+
+def quantize_model(model: Any, mode: str, cache: Path | None = None) -> QuantizationReport:
+    """Replace the model's linear layers with quantized ones, in place. ``mode`` is "int8" or "int4".
+
+    With ``cache``, weights quantized on an earlier load are read from that file (a few hundredths of a second
+    instead of ~0.6 s for the bundled model); the file is written when it is missing or does not match.
+    """
     report = QuantizationReport(mode=mode, requested=mode)
     if mode == "none":
         return report
     started = time.perf_counter()
+    stored = _read_cache(cache)
+    to_store: dict[str, torch.Tensor] = {}
+    all_stored = True
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     with torch.no_grad():
-        for parent in list(model.modules()):
+        for path, parent in list(model.named_modules()):
             children = dict(parent.named_children())
-            done: set[str] = set()
-            for names in FUSED_SIBLINGS:
-                siblings = [children.get(name) for name in names]
-                linears = [child for child in siblings if isinstance(child, torch.nn.Linear)]
-                if len(linears) != len(names) or len({linear.in_features for linear in linears}) != 1:
+            plans: list[tuple[list[str], str]] = []
+            for sibling_names in FUSED_SIBLINGS:
+                siblings = [child for name in sibling_names if isinstance(child := children.get(name), torch.nn.Linear)]
+                if len(siblings) != len(sibling_names) or len({sibling.in_features for sibling in siblings}) != 1:
                     continue
-                group_mode = _mode_for(linears, mode)
-                if group_mode is None:
-                    continue
-                group = _QuantizedWeights(linears, group_mode)
-                for index, name in enumerate(names):
-                    setattr(parent, name, QuantizedLinear(group, index))
-                    done.add(name)
-                report.fused_groups += 1
-                report.layers += len(names)
-                report.weight_bytes_before += sum(_bytes(linear.weight) for linear in linears)
-                report.weight_bytes_after += group.nbytes
+                group_mode = _mode_for(siblings, mode)
+                if group_mode is not None:
+                    plans.append((list(sibling_names), group_mode))
+            planned = {name for names, _ in plans for name in names}
             for name, child in children.items():
-                if name in done or not isinstance(child, torch.nn.Linear):
+                if name in planned or not isinstance(child, torch.nn.Linear):
                     continue
                 layer_mode = _mode_for([child], "int8" if child is head else mode)
                 if layer_mode is None:
                     report.skipped += 1
-                    continue
-                group = _QuantizedWeights([child], layer_mode)
-                setattr(parent, name, QuantizedLinear(group, 0))
-                report.layers += 1
-                report.weight_bytes_before += _bytes(child.weight)
+                else:
+                    plans.append(([name], layer_mode))
+            for names, group_mode in plans:
+                linears = [child for name in names if isinstance(child := children[name], torch.nn.Linear)]
+                key = f"{path}.{names[0]}" if path else names[0]
+                group = _QuantizedWeights(linears, group_mode, _stored_for(stored, key))
+                all_stored = all_stored and group.from_cache
+                to_store.update({f"{key}.{field}": tensor for field, tensor in group.tensors().items()})
+                for index, name in enumerate(names):
+                    setattr(parent, name, QuantizedLinear(group, index))
+                report.layers += len(names)
+                report.fused_groups += int(len(names) > 1)
+                report.weight_bytes_before += sum(_bytes(linear.weight) for linear in linears)
                 report.weight_bytes_after += group.nbytes
+    report.from_cache = all_stored and report.layers > 0
+    if cache is not None and not report.from_cache and to_store:
+        _write_cache(cache, to_store, mode)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _read_cache(cache: Path | None) -> dict[str, torch.Tensor]:
+    if cache is None or not cache.is_file():
+        return {}
+    try:
+        from safetensors.torch import load_file
+
+        return load_file(str(cache))
+    except Exception as error:  # a damaged cache file only costs the time to quantize again
+        log.warning("Ignoring the damaged quantized-weights cache %s: %s", cache, error)
+        return {}
+
+
+def _write_cache(cache: Path, tensors: dict[str, torch.Tensor], mode: str) -> None:
+    """Write atomically (a temporary file, then a rename); failing to write only costs speed next time."""
+    from safetensors.torch import save_file
+
+    temporary = cache.with_name(f"{cache.name}.partial-{os.getpid()}")
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        save_file({key: tensor.contiguous() for key, tensor in tensors.items()}, str(temporary), {"mode": mode})
+        os.replace(temporary, cache)
+    except (OSError, RuntimeError) as error:
+        temporary.unlink(missing_ok=True)
+        log.warning("Could not cache the quantized weights in %s: %s", cache, error)
+
+
+def _stored_for(stored: dict[str, torch.Tensor], key: str) -> dict[str, torch.Tensor]:
+    prefix = key + "."
+    return {name[len(prefix) :]: tensor for name, tensor in stored.items() if name.startswith(prefix)}
 
 
 def _bytes(tensor: torch.Tensor) -> int:
@@ -178,14 +237,16 @@ class _QuantizedWeights:
     different tensors) turns the sharing off for good: each member then multiplies by its own rows.
     """
 
-    def __init__(self, linears: Sequence[torch.nn.Linear], mode: str) -> None:
+    def __init__(
+        self, linears: Sequence[torch.nn.Linear], mode: str, stored: dict[str, torch.Tensor] | None = None
+    ) -> None:
         self.mode = mode
         self.sizes = [linear.out_features for linear in linears]
         starts = [sum(self.sizes[:index]) for index in range(len(self.sizes))]
         self.rows = [slice(start, start + size) for start, size in zip(starts, self.sizes, strict=True)]
         self.in_features = linears[0].in_features
         self.out_features = sum(self.sizes)
-        weight = torch.cat([linear.weight.detach().float() for linear in linears])
+        weight = torch.cat([linear.weight.detach() for linear in linears]).float()
         biases = [linear.bias for linear in linears]
         self.bias: torch.Tensor | None = None
         if any(bias is not None for bias in biases):
@@ -196,7 +257,10 @@ class _QuantizedWeights:
                 ]
             )
         self.prefill_rows = PREFILL_ROWS[mode]
-        if mode == "int8":
+        self.from_cache = self._take_stored(stored or {}, weight.shape)
+        if self.from_cache:
+            pass
+        elif mode == "int8":
             self._set_int8(weight)
         else:
             self._set_int4(weight)
@@ -206,6 +270,35 @@ class _QuantizedWeights:
         self._pending = 0
 
     # --- storing ---------------------------------------------------------------------------------------------
+
+    def _expected(self, rows: int, columns: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        if self.mode == "int8":
+            return {
+                "qweight": ((rows, columns), torch.int8),
+                "scale": ((rows,), torch.bfloat16),
+                "step_column": ((rows, 1), torch.float32),
+            }
+        groups = columns // INT4_GROUP_SIZE
+        return {
+            "packed": ((rows, columns // 2), torch.uint8),
+            "step_and_zero": ((groups, rows, 2), torch.bfloat16),
+        }
+
+    def _take_stored(self, stored: dict[str, torch.Tensor], shape: torch.Size) -> bool:
+        """Use cached tensors when they are all there with the right shapes and types."""
+        expected = self._expected(shape[0], shape[1])
+        for name, (size, dtype) in expected.items():
+            tensor = stored.get(name)
+            if tensor is None or tuple(tensor.shape) != size or tensor.dtype != dtype:
+                return False
+        for name in expected:
+            setattr(self, name, stored[name])
+        self.nbytes = sum(_bytes(stored[name]) for name in expected)
+        return True
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """What the cache keeps for this group."""
+        return {name: getattr(self, name) for name in self._expected(self.out_features, self.in_features)}
 
     def _set_int8(self, weight: torch.Tensor) -> None:
         step = weight.abs().amax(dim=1).clamp(min=1e-10) / 127.0
@@ -226,11 +319,7 @@ class _QuantizedWeights:
         pairs = torch.stack([step.squeeze(-1), zero.squeeze(-1)], dim=-1)  # [rows, groups, 2]
         self.step_and_zero = pairs.transpose(0, 1).contiguous().to(torch.bfloat16)
         self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 2)
-        # For dequantizing: the same bf16-rounded numbers the kernel uses, as fp32 [rows, groups, 1].
-        rounded = self.step_and_zero.float().transpose(0, 1)
-        self.group_step = rounded[..., 0:1].contiguous()
-        self.group_low = (rounded[..., 1:2] - 8 * rounded[..., 0:1]).contiguous()
-        self.nbytes = _bytes(self.packed) + _bytes(self.step_and_zero) + 2 * _bytes(self.group_step)
+        self.nbytes = _bytes(self.packed) + _bytes(self.step_and_zero)
 
     def dequantized(self) -> torch.Tensor:
         """All rows as fp32, for long prompts (where an fp32 GEMM beats the few-row kernels)."""
@@ -241,7 +330,11 @@ class _QuantizedWeights:
         nibbles = torch.stack([blocks & 15, blocks >> 4], dim=2)  # [block, column, half, 32]
         codes = nibbles.permute(0, 2, 3, 1).reshape(self.out_features, self.in_features).float()
         grouped = codes.view(self.out_features, -1, INT4_GROUP_SIZE)
-        return grouped.mul_(self.group_step).add_(self.group_low).view(self.out_features, self.in_features)
+        # The same bf16-rounded numbers the kernel uses: value = code * step + (zero - 8 * step).
+        step_and_zero = self.step_and_zero.float().transpose(0, 1)  # [rows, groups, 2]
+        step = step_and_zero[..., 0:1]
+        low = step_and_zero[..., 1:2] - 8 * step
+        return grouped.mul_(step).add_(low).view(self.out_features, self.in_features)
 
     # --- computing -------------------------------------------------------------------------------------------
 
