@@ -363,7 +363,14 @@ class Engine:
                 if cancel.cancelled:
                     finish = "cancelled"
                     return
-                outputs = self._forward(all_ids[:, reused:], cache, prefill=True)
+                # The prompt's last token runs on its own, as it does when a later prompt reuses this cache: the
+                # first token's scores then never depend on how much was cached, so a seed always gives the same
+                # text (quantized kernels and attention round differently for one row than for many).
+                pending = all_ids[:, reused:]
+                if pending.shape[1] > 1:
+                    self._forward(pending[:, :-1], cache, prefill=True)
+                    self._prefix.tokens = list(prompt_ids[:-1])
+                outputs = self._forward(pending[:, -1:], cache, prefill=True)
                 self._prefix.tokens = list(prompt_ids)
                 for step in range(settings.max_new_tokens):
                     logits = outputs.logits[:, -1, :].float()
