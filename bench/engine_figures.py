@@ -38,6 +38,8 @@ def main() -> None:
     loaded = load_model(device="cpu")
     figures["load_warm_s"] = round(loaded.load_seconds, 3)
     figures["load_from_conversion_cache"] = loaded.from_conversion_cache
+    figures["weights"] = loaded.weights
+    figures["activations"] = loaded.placement.dtype_name
     engine = Engine(loaded)
     figures["threads"] = torch.get_num_threads()
 

@@ -76,10 +76,17 @@ def chart(figures: dict[str, object], path: Path) -> None:
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     fig.suptitle(f"Penwright benchmarks — {figures['machine']['cpu']} ({figures['machine']['torch_threads']} threads)")  # type: ignore[index]
-    decode = {"Penwright engine": value("decode_tok_s"), "raw generate()": value("raw_generate_tok_s")}
+    decode = {
+        "int4": value("int4_decode_tok_s"),
+        "int8": value("int8_decode_tok_s"),
+        "fp32": value("none_decode_tok_s"),
+        "fp32\ngenerate()": value("fp32_generate_tok_s"),
+    }
+    colors = ["#3574f0", "#6a9af5", "#a9c3f7", "#8c8c8c"]
     if value("llama_cpp_decode_tok_s"):
         decode["llama.cpp"] = value("llama_cpp_decode_tok_s")
-    axes[0][0].bar(list(decode), list(decode.values()), color=["#3574f0", "#8c8c8c", "#e08a1e"][: len(decode)])
+        colors.append("#e08a1e")
+    axes[0][0].bar(list(decode), list(decode.values()), color=colors)
     axes[0][0].set_title("Decode speed (tokens/s, higher is better)")
     ttft = {f"{n} tokens": value(f"ttft_{n}_ms") for n in (64, 512, 2048)}
     axes[0][1].bar(list(ttft), list(ttft.values()), color="#3574f0")
@@ -109,6 +116,16 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     figures: dict[str, object] = {"machine": machine()}
     figures.update(run_json("engine_figures.py", *(["--quick"] if args.quick else [])))
+    figures["quantization"] = run_json("quantization.py", "--runs", "3" if args.quick else "5")
+    quantization = figures["quantization"]
+    if isinstance(quantization, dict):
+        figures.update({key: quantization[key] for key in quantization if "decode_tok_s" in key})
+        if quantization.get("fp32_generate_tok_s"):
+            figures["fp32_generate_tok_s"] = quantization["fp32_generate_tok_s"]
+            figures["decode_vs_fp32_generate"] = round(
+                float(figures["decode_tok_s"]) / float(quantization["fp32_generate_tok_s"]),  # type: ignore[arg-type]
+                3,
+            )
     figures["load_cold_s"] = cold_load_seconds()
     figures.update(run_json("gui_startup.py", "--runs", "3"))
     figures.update(run_json("gui_stall.py", env=dict(os.environ, QT_QPA_PLATFORM="offscreen")))
