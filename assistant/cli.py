@@ -479,6 +479,7 @@ def command_selftest(out: TextIO, err: TextIO) -> int:
         ("cache", dirs.cache),
         ("recovery", dirs.recovery),
         ("conversions", dirs.conversions),
+        ("quantized", dirs.quantized),
     ):
         out.write(f"{label + ':':<13}{path}\n")
     from assistant.core.prompts import TASKS, default_system_prompt
