@@ -44,6 +44,9 @@ INT4_BLOCK_ROWS = 64
 PREFILL_ROWS = {"int8": 24, "int4": 48}
 """Above this many rows (tokens) a layer dequantizes and runs an fp32 GEMM (measured crossovers: 16-32 rows for
 int8, 32-64 for int4, on the 2-core reference machine)."""
+MAX_SHARING_MISSES = 2
+"""After this many products that some siblings never used, a group stops sharing (its model feeds them different
+tensors) and each member multiplies by its own rows."""
 FUSED_SIBLINGS: tuple[tuple[str, ...], ...] = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"), ("w1", "w3"))
 AT_MOST_FOUR_BIT_GGUF_TYPES = frozenset({2, 3, *range(10, 16), *range(19, 32)})
 """GGUF file types (``general.file_type``) whose weights are mostly 4 bits or fewer: Q4_0, Q4_1, Q2_K-Q4_K_M and
@@ -232,9 +235,9 @@ def _mode_for(linears: Sequence[torch.nn.Linear], mode: str) -> str | None:
 class _QuantizedWeights:
     """The quantized weights of one or more linear layers that read the same input, stacked by output rows.
 
-    Members call :meth:`output` in turn with the same input tensor; the first runs one product for all of them and
-    the others take their columns of it. A member called with a different input (a model that feeds its siblings
-    different tensors) turns the sharing off for good: each member then multiplies by its own rows.
+    Members call :meth:`output` with the same input tensor, in any order; the first call runs one product for all of
+    them and the others take their columns of it. When siblings keep reading different tensors, sharing stops for
+    good and each member multiplies by its own rows.
     """
 
     def __init__(
@@ -267,7 +270,9 @@ class _QuantizedWeights:
         self.shared = len(linears) > 1
         self._input: torch.Tensor | None = None
         self._output: torch.Tensor | None = None
-        self._pending = 0
+        self._served: set[int] = set()
+        self._misses = 0
+        self._member_scales: dict[int, torch.Tensor] = {}
 
     # --- storing ---------------------------------------------------------------------------------------------
 
@@ -348,30 +353,54 @@ class _QuantizedWeights:
             result = torch.ops.aten._weight_int4pack_mm_for_cpu(
                 _bf16(flat), self.packed, INT4_GROUP_SIZE, self.step_and_zero
             )
-        if self.bias is not None:
-            result = result + self.bias
-        return result if result.dtype == flat.dtype else result.to(flat.dtype)
+        return self._finish(result, flat, slice(None))
 
     def output(self, member: int, inputs: torch.Tensor) -> torch.Tensor:
-        if self.shared:
-            if member == 0:
-                self._input = inputs
-                self._output = self._product(inputs.reshape(-1, self.in_features))
-                self._pending = len(self.sizes) - 1
-            elif self._input is not inputs or self._output is None or self._pending <= 0:
-                self.shared = False  # a sibling read another tensor: this model cannot share the product
-                self._input = self._output = None
-            if self.shared and self._output is not None:
-                result = self._output[:, self.rows[member]]
-                if member:
-                    self._pending -= 1
-                    if self._pending == 0:
-                        self._input = self._output = None
-                return result.reshape(*inputs.shape[:-1], self.sizes[member])
-        result = self._product(inputs.reshape(-1, self.in_features))
-        if len(self.sizes) > 1:
-            result = result[:, self.rows[member]]
+        """This member's part of ``inputs @ W.T``, shared with its siblings while they read the same tensor."""
+        if not self.shared:
+            return self._own_product(member, inputs)
+        if self._input is not inputs or member in self._served:
+            if self._input is not None and len(self._served) < len(self.sizes):
+                # Some siblings never took their part of the last product: they read other tensors.
+                self._misses += 1
+                if self._misses >= MAX_SHARING_MISSES:
+                    self.shared = False
+                    self._input = self._output = None
+                    return self._own_product(member, inputs)
+            self._input = inputs
+            self._output = self._product(inputs.reshape(-1, self.in_features))
+            self._served = set()
+        assert self._output is not None
+        self._served.add(member)
+        result = self._output[:, self.rows[member]]
+        if len(self._served) == len(self.sizes):
+            self._input = self._output = None  # every sibling has its part: let the tensors go
         return result.reshape(*inputs.shape[:-1], self.sizes[member])
+
+    def _own_product(self, member: int, inputs: torch.Tensor) -> torch.Tensor:
+        """One member's product alone, for models whose siblings read different tensors."""
+        flat = inputs.reshape(-1, self.in_features)
+        rows = self.rows[member]
+        if len(self.sizes) == 1:
+            result = self._product(flat)
+        elif flat.shape[0] > self.prefill_rows or self.mode == "int4" and (rows.start % INT4_BLOCK_ROWS or rows.stop % INT4_BLOCK_ROWS):
+            result = self._product(flat)[:, rows]
+        elif self.mode == "int8":
+            result = torch.ops.aten._weight_int8pack_mm(_bf16(flat), self.qweight[rows], self.scale[rows])
+            result = self._finish(result, flat, rows)
+        else:  # whole 64-row blocks of the packed weights belong to this member
+            if member not in self._member_scales:
+                self._member_scales[member] = self.step_and_zero[:, rows].contiguous()
+            result = torch.ops.aten._weight_int4pack_mm_for_cpu(
+                _bf16(flat), self.packed[rows], INT4_GROUP_SIZE, self._member_scales[member]
+            )
+            result = self._finish(result, flat, rows)
+        return result.reshape(*inputs.shape[:-1], self.sizes[member])
+
+    def _finish(self, result: torch.Tensor, flat: torch.Tensor, rows: slice) -> torch.Tensor:
+        if self.bias is not None:
+            result = result + self.bias[rows]
+        return result if result.dtype == flat.dtype else result.to(flat.dtype)
 
 
 def _bf16(tensor: torch.Tensor) -> torch.Tensor:
