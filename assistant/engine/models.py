@@ -249,8 +249,9 @@ def _quantize(
 
     from assistant.engine.quantize import bf16_is_fast, quantize_model, resolve_mode
 
+    requested = (requested or "auto").lower()
     on_cpu = placement.device == "cpu" and placement.device_map is None
-    four_bit = on_cpu and (requested or "auto") == "auto" and _is_four_bit(source)
+    four_bit = on_cpu and requested == "auto" and _is_four_bit(source)
     mode, note = resolve_mode(requested, placement.device, placement.device_map is not None, four_bit)
     if mode != "none":
         report_progress(f"Preparing {mode} weights", None)

@@ -18,6 +18,7 @@ head, 0% with int8) for little speed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -188,7 +189,9 @@ def _read_cache(cache: Path | None) -> dict[str, torch.Tensor]:
     try:
         from safetensors.torch import load_file
 
-        return load_file(str(cache))
+        # Copies: tensors read from the file sit at whatever offset the file gives them, and the int8 kernel
+        # crashes (SIGSEGV) on weights that are not 16-byte aligned when it gets 4 to 24 rows.
+        return {name: tensor.clone() for name, tensor in load_file(str(cache)).items()}
     except Exception as error:  # a damaged cache file only costs the time to quantize again
         log.warning("Ignoring the damaged quantized-weights cache %s: %s", cache, error)
         return {}
@@ -203,8 +206,9 @@ def _write_cache(cache: Path, tensors: dict[str, torch.Tensor], mode: str) -> No
         cache.parent.mkdir(parents=True, exist_ok=True)
         save_file({key: tensor.contiguous() for key, tensor in tensors.items()}, str(temporary), {"mode": mode})
         os.replace(temporary, cache)
-    except (OSError, RuntimeError) as error:
-        temporary.unlink(missing_ok=True)
+    except Exception as error:  # OSError, or safetensors' own SafetensorError for I/O failures
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
         log.warning("Could not cache the quantized weights in %s: %s", cache, error)
 
 
@@ -383,7 +387,7 @@ class _QuantizedWeights:
         rows = self.rows[member]
         if len(self.sizes) == 1:
             result = self._product(flat)
-        elif flat.shape[0] > self.prefill_rows or self.mode == "int4" and (rows.start % INT4_BLOCK_ROWS or rows.stop % INT4_BLOCK_ROWS):
+        elif flat.shape[0] > self.prefill_rows or (self.mode == "int4" and not _whole_blocks(rows)):
             result = self._product(flat)[:, rows]
         elif self.mode == "int8":
             result = torch.ops.aten._weight_int8pack_mm(_bf16(flat), self.qweight[rows], self.scale[rows])
@@ -401,6 +405,10 @@ class _QuantizedWeights:
         if self.bias is not None:
             result = result + self.bias[rows]
         return result if result.dtype == flat.dtype else result.to(flat.dtype)
+
+
+def _whole_blocks(rows: slice) -> bool:
+    return rows.start % INT4_BLOCK_ROWS == 0 and rows.stop % INT4_BLOCK_ROWS == 0
 
 
 def _bf16(tensor: torch.Tensor) -> torch.Tensor:
