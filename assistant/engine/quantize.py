@@ -114,6 +114,22 @@ def kernels_available() -> bool:
     )
 
 
+def int8_matmul_works() -> bool:
+    """Whether ``torch._int_mm`` (int8 x int8 -> int32) runs here; it is the output head's fast path."""
+    global _INT8_MATMUL_WORKS
+    if _INT8_MATMUL_WORKS is None:
+        try:
+            left = torch.ones((1, 64), dtype=torch.int8)
+            right = torch.ones((16, 64), dtype=torch.int8).t()
+            _INT8_MATMUL_WORKS = bool(torch._int_mm(left, right)[0, 0].item() == 64)
+        except (RuntimeError, AttributeError, NotImplementedError):
+            _INT8_MATMUL_WORKS = False
+    return _INT8_MATMUL_WORKS
+
+
+_INT8_MATMUL_WORKS: bool | None = None
+
+
 def bf16_is_fast() -> bool:
     """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
     try:
@@ -168,6 +184,7 @@ def quantize_model(model: Any, mode: str, cache: Path | None = None) -> Quantiza
                 linears = [child for name in names if isinstance(child := children[name], torch.nn.Linear)]
                 key = f"{path}.{names[0]}" if path else names[0]
                 group = _QuantizedWeights(linears, group_mode, _stored_for(stored, key))
+                group.int8_activations = linears[0] is head and group_mode == "int8" and int8_matmul_works()
                 all_stored = all_stored and group.from_cache
                 to_store.update({f"{key}.{field}": tensor for field, tensor in group.tensors().items()})
                 for index, name in enumerate(names):
@@ -264,6 +281,7 @@ class _QuantizedWeights:
                 ]
             )
         self.prefill_rows = PREFILL_ROWS[mode]
+        self._step_row: torch.Tensor | None = None
         self.from_cache = self._take_stored(stored or {}, weight.shape)
         if self.from_cache:
             pass
@@ -274,6 +292,9 @@ class _QuantizedWeights:
         self.shared = len(linears) > 1
         self._input: torch.Tensor | None = None
         self._output: torch.Tensor | None = None
+        self.int8_activations = False
+        """Multiply as int8 x int8 with activations quantized per row: the output head, where it is 2.5x faster
+        than the weight-only kernel (0.54 vs 1.36 ms for the bundled model's head) for +0.1% perplexity."""
         self._served: set[int] = set()
         self._misses = 0
         self._member_scales: dict[int, torch.Tensor] = {}
@@ -330,6 +351,12 @@ class _QuantizedWeights:
         self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 2)
         self.nbytes = _bytes(self.packed) + _bytes(self.step_and_zero)
 
+    @property
+    def step_row(self) -> torch.Tensor:
+        if self._step_row is None:
+            self._step_row = self.step_column.reshape(1, -1)
+        return self._step_row
+
     def dequantized(self) -> torch.Tensor:
         """All rows as fp32, for long prompts (where an fp32 GEMM beats the few-row kernels)."""
         if self.mode == "int8":
@@ -351,6 +378,12 @@ class _QuantizedWeights:
         """``flat @ W.T`` for all rows of the group, in the input's dtype."""
         if flat.shape[0] > self.prefill_rows:
             result = functional.linear(flat.float(), self.dequantized())
+        elif self.int8_activations:
+            # Activations quantized per row (symmetric int8), then an int8 x int8 GEMM (VNNI where the CPU has it).
+            activations = flat.float()
+            activation_step = activations.abs().amax(dim=-1, keepdim=True).clamp_(min=1e-10) / 127.0
+            codes = torch.round(activations / activation_step).to(torch.int8)
+            result = torch._int_mm(codes, self.qweight.t()).float().mul_(activation_step).mul_(self.step_row)
         elif self.mode == "int8":
             result = torch.ops.aten._weight_int8pack_mm(_bf16(flat), self.qweight, self.scale)
         else:
