@@ -42,9 +42,10 @@ CACHE_FORMAT = 2
 INT4_GROUP_SIZE = 32
 INT4_BLOCK_ROWS = 64
 """The CPU int4 packing interleaves rows in blocks of 64; other row counts fall back to int8."""
-PREFILL_ROWS = {"int8": 24, "int4": 48}
-"""Above this many rows (tokens) a layer dequantizes and runs an fp32 GEMM (measured crossovers: 16-32 rows for
-int8, 32-64 for int4, on the 2-core reference machine)."""
+PREFILL_ROWS = {"int8": 32, "int4": 112}
+"""Above this many rows (tokens) a layer dequantizes and runs an fp32 GEMM. Measured crossovers on the 2-core
+reference machine, for a 1536x576 layer: int8 about 32 rows (dequantizing takes 0.25 ms), int4 about 110 rows
+(unpacking takes 0.84 ms; the kernel takes 0.95 ms for 64 rows and 1.9 ms for 128, the fp32 GEMM 0.64 and 0.91)."""
 MAX_SHARING_MISSES = 2
 """After this many products that some siblings never used, a group stops sharing (its model feeds them different
 tensors) and each member multiplies by its own rows."""
@@ -184,7 +185,9 @@ def quantize_model(model: Any, mode: str, cache: Path | None = None) -> Quantiza
                 linears = [child for name in names if isinstance(child := children[name], torch.nn.Linear)]
                 key = f"{path}.{names[0]}" if path else names[0]
                 group = _QuantizedWeights(linears, group_mode, _stored_for(stored, key))
-                group.int8_activations = linears[0] is head and group_mode == "int8" and int8_matmul_works()
+                if linears[0] is head:
+                    group.int8_activations = group_mode == "int8" and int8_matmul_works()
+                    group.float_output = True  # the scores stay fp32, as transformers' loss and our sampler want
                 all_stored = all_stored and group.from_cache
                 to_store.update({f"{key}.{field}": tensor for field, tensor in group.tensors().items()})
                 for index, name in enumerate(names):
@@ -292,6 +295,7 @@ class _QuantizedWeights:
         self.shared = len(linears) > 1
         self._input: torch.Tensor | None = None
         self._output: torch.Tensor | None = None
+        self.float_output = False
         self.int8_activations = False
         """Multiply as int8 x int8 with activations quantized per row: the output head, where it is 2.5x faster
         than the weight-only kernel (0.54 vs 1.36 ms for the bundled model's head) for +0.1% perplexity."""
@@ -437,6 +441,8 @@ class _QuantizedWeights:
     def _finish(self, result: torch.Tensor, flat: torch.Tensor, rows: slice) -> torch.Tensor:
         if self.bias is not None:
             result = result + self.bias[rows]
+        if self.float_output:
+            return result.float()
         return result if result.dtype == flat.dtype else result.to(flat.dtype)
 
 
