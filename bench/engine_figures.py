@@ -59,10 +59,13 @@ def main() -> None:
 
     decode_prompt = Prompt(text=text[:400])
     settings = SamplerSettings(temperature=0, repetition_penalty=1.0, max_new_tokens=DECODE_TOKENS)
+    decode_speeds = []
     engine_speeds = []
     for _ in range(3):
+        engine.reset_cache()  # the same prefill as raw generate() below, so the two compare fairly
         stream = engine.stream(decode_prompt, settings)
         stream.text()
+        decode_speeds.append(stream.stats.tok_s)  # after the first token, as llama.cpp's figure
         engine_speeds.append(stream.stats.new_tokens / stream.stats.total_s)
     ids = torch.tensor([engine.encode(decode_prompt)])
     raw_speeds = []
@@ -74,9 +77,10 @@ def main() -> None:
                 attention_mask=torch.ones_like(ids), pad_token_id=engine.tokenizer.eos_token_id,
             )  # fmt: skip
             raw_speeds.append((out.shape[1] - ids.shape[1]) / (time.perf_counter() - begin))
-    figures["decode_tok_s"] = round(statistics.median(engine_speeds), 2)
+    figures["decode_tok_s"] = round(statistics.median(decode_speeds), 2)
+    figures["end_to_end_tok_s"] = round(statistics.median(engine_speeds), 2)
     figures["raw_generate_tok_s"] = round(statistics.median(raw_speeds), 2)
-    figures["engine_vs_raw"] = round(figures["decode_tok_s"] / figures["raw_generate_tok_s"], 3)
+    figures["engine_vs_raw"] = round(figures["end_to_end_tok_s"] / figures["raw_generate_tok_s"], 3)
 
     if not args.quick:
         from assistant.engine.tasks import SummaryRequest, run_task
