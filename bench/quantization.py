@@ -12,6 +12,7 @@ Run: ``.venv/bin/python bench/quantization.py [--runs N]``; prints one JSON obje
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import statistics
@@ -39,13 +40,15 @@ def decode_perplexity(model: Any, ids: Any, start: int = 64, count: int = 256) -
     from assistant.engine.kvcache import new_cache
 
     cache = new_cache(model.config)
+    # transformers 5.2x renamed the cache argument; older releases only know "past_key_values".
+    argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     losses = []
     with torch.inference_mode():
-        output = model(input_ids=ids[:, :start], past_key_values=cache, use_cache=True)
+        output = model(input_ids=ids[:, :start], **{argument: cache}, use_cache=True)
         for position in range(start, start + count):
             scores = torch.log_softmax(output.logits[0, -1].float(), dim=-1)
             losses.append(-scores[ids[0, position]].item())
-            output = model(input_ids=ids[:, position : position + 1], past_key_values=cache, use_cache=True)
+            output = model(input_ids=ids[:, position : position + 1], **{argument: cache}, use_cache=True)
     return math.exp(sum(losses) / len(losses))
 
 
