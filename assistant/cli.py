@@ -500,7 +500,8 @@ def command_selftest(out: TextIO, err: TextIO) -> int:
     )
     if not text.strip():
         raise ModelError("The model loaded but wrote nothing.")
-    out.write(f"{'model:':<13}{loaded.name} ({loaded.source.location}), {loaded.weights} weights\n")
+    weights = loaded.quantization.describe() if loaded.quantization else f"{loaded.weights} weights"
+    out.write(f"{'model:':<13}{loaded.name} ({loaded.source.location}), {weights}\n")
     out.write(f"{'wrote:':<13}{text.strip()!r}\n")
     out.write(f"selftest ok in {time.perf_counter() - started:.1f} s\n")
     out.flush()

@@ -71,6 +71,12 @@ class QuantizationReport:
     note: str = ""
     """Why the mode differs from an explicit request, in a sentence; empty when it does not."""
 
+    def describe(self) -> str:
+        """A few words for people: "int4 weights (91 MB)" or "full-precision weights"."""
+        if self.mode == "none":
+            return "full-precision weights"
+        return f"{self.mode} weights ({self.weight_bytes_after / 2**20:,.0f} MB)"
+
 
 def resolve_mode(requested: str, device: str, has_device_map: bool, four_bit_source: bool = False) -> tuple[str, str]:
     """The mode to use and, when it is not what was asked for, why.
