@@ -274,7 +274,6 @@ class _QuantizedWeights:
         self.rows = [slice(start, start + size) for start, size in zip(starts, self.sizes, strict=True)]
         self.in_features = linears[0].in_features
         self.out_features = sum(self.sizes)
-        weight = torch.cat([linear.weight.detach() for linear in linears]).float()
         biases = [linear.bias for linear in linears]
         self.bias: torch.Tensor | None = None
         if any(bias is not None for bias in biases):
@@ -286,13 +285,14 @@ class _QuantizedWeights:
             )
         self.prefill_rows = PREFILL_ROWS[mode]
         self._step_row: torch.Tensor | None = None
-        self.from_cache = self._take_stored(stored or {}, weight.shape)
-        if self.from_cache:
-            pass
-        elif mode == "int8":
-            self._set_int8(weight)
-        else:
-            self._set_int4(weight)
+        # Stacking the weights as fp32 is only needed to quantize them; a warm load from the cache skips it.
+        self.from_cache = self._take_stored(stored or {}, self.out_features, self.in_features)
+        if not self.from_cache:
+            weight = torch.cat([linear.weight.detach() for linear in linears]).float()
+            if mode == "int8":
+                self._set_int8(weight)
+            else:
+                self._set_int4(weight)
         self.shared = len(linears) > 1
         self._input: torch.Tensor | None = None
         self._output: torch.Tensor | None = None
@@ -319,9 +319,9 @@ class _QuantizedWeights:
             "step_and_zero": ((groups, rows, 2), torch.bfloat16),
         }
 
-    def _take_stored(self, stored: dict[str, torch.Tensor], shape: torch.Size) -> bool:
+    def _take_stored(self, stored: dict[str, torch.Tensor], rows: int, columns: int) -> bool:
         """Use cached tensors when they are all there with the right shapes and types."""
-        expected = self._expected(shape[0], shape[1])
+        expected = self._expected(rows, columns)
         for name, (size, dtype) in expected.items():
             tensor = stored.get(name)
             if tensor is None or tuple(tensor.shape) != size or tensor.dtype != dtype:
