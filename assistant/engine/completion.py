@@ -275,18 +275,14 @@ class InlineCompleter:
         result.reused_tokens = common
         result.prefill_tokens = len(ids) - common
         fresh = torch.tensor([ids[common:]], dtype=torch.long, device=device)
-        outputs = self.engine.model(
-            input_ids=fresh, **{self.engine._cache_argument: self._prefix.cache}, use_cache=True, logits_to_keep=1
-        )
+        scores = self.engine.next_scores(fresh, self._prefix.cache)
         self._prefix.tokens = list(ids)
-        return outputs.logits[:, -1, :].float()
+        return scores
 
     def _step(self, next_ids: torch.Tensor, token: int) -> torch.Tensor:
-        outputs = self.engine.model(
-            input_ids=next_ids, **{self.engine._cache_argument: self._prefix.cache}, use_cache=True
-        )
+        scores = self.engine.next_scores(next_ids, self._prefix.cache)
         self._prefix.tokens.append(token)
-        return outputs.logits[:, -1, :].float()
+        return scores
 
     def reset(self) -> None:
         """Forget the KV cache (another task used the model) and the suggestions seen so far."""

@@ -26,6 +26,7 @@ from assistant.core.settings import SamplerSettings
 if TYPE_CHECKING:
     import torch
 
+    from assistant.engine.fastpath import FastDecoder
     from assistant.engine.models import LoadedModel
 
 _END_OF_TURN_TOKENS = (
@@ -212,7 +213,7 @@ class PrefixCache:
 class Engine:
     """A loaded model plus everything needed to run prompts on it. Use from one thread at a time."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, fast_decode: bool = True) -> None:
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.model = loaded.model
@@ -224,6 +225,13 @@ class Engine:
         # The KV cache of the last generation: the next prompt reuses the longest common prefix (the system
         # prompt, the earlier chat turns, the story so far) and prefills only what is new.
         self._prefix = PrefixCache(self.model)
+        # One token at a time through a lean loop instead of transformers' modules: 1.5x the decode speed for the
+        # Llama-style models it reproduces exactly (see fastpath.py); None for the rest.
+        self._fast: FastDecoder | None = None
+        if fast_decode:
+            from assistant.engine.fastpath import FastDecoder
+
+            self._fast = FastDecoder.for_model(self.model)
 
     # --- prompts -------------------------------------------------------------------------------------------
 
@@ -368,12 +376,11 @@ class Engine:
                 # text (quantized kernels and attention round differently for one row than for many).
                 pending = all_ids[:, reused:]
                 if pending.shape[1] > 1:
-                    self._forward(pending[:, :-1], cache, prefill=True)
+                    self.next_scores(pending[:, :-1], cache)
                     self._prefix.tokens = list(prompt_ids[:-1])
-                outputs = self._forward(pending[:, -1:], cache, prefill=True)
+                logits = self.next_scores(pending[:, -1:], cache)
                 self._prefix.tokens = list(prompt_ids)
                 for step in range(settings.max_new_tokens):
-                    logits = outputs.logits[:, -1, :].float()
                     token = pick_token(logits, all_ids, processors, settings, generator)
                     stats.new_tokens = step + 1
                     if step == 0:
@@ -395,7 +402,7 @@ class Engine:
                         break
                     next_ids = torch.tensor([[token]], dtype=torch.long, device=device)
                     all_ids = torch.cat([all_ids, next_ids], dim=1)
-                    outputs = self._forward(next_ids, cache, prefill=False)
+                    logits = self.next_scores(next_ids, cache)
                     self._prefix.tokens.append(token)
                     if cancel.cancelled:
                         finish = "cancelled"
@@ -422,12 +429,18 @@ class Engine:
         """Forget the reusable KV cache (it is rebuilt on the next generation)."""
         self._prefix.reset()
 
-    def _forward(self, input_ids: torch.Tensor, cache: Any, prefill: bool) -> Any:
-        kwargs: dict[str, Any] = {self._cache_argument: cache, "use_cache": True}
-        if prefill:
-            # Only the last position's logits are needed: an 8k-token prompt would otherwise cost 1.6 GB of logits.
-            kwargs["logits_to_keep"] = 1
-        return self.model(input_ids=input_ids, **kwargs)
+    @property
+    def fast_decode(self) -> bool:
+        """Whether single-token steps take the lean loop of fastpath.py rather than the model's forward."""
+        return self._fast is not None
+
+    def next_scores(self, input_ids: torch.Tensor, cache: Any) -> torch.Tensor:
+        """The scores (fp32, [1, vocab]) for the token after ``input_ids``, which join ``cache``."""
+        if input_ids.shape[1] == 1 and self._fast is not None and self._fast.accepts(cache):
+            return self._fast.step(int(input_ids[0, 0]), cache)
+        # Only the last position's scores are needed: an 8k-token prompt would otherwise cost 1.6 GB of them.
+        kwargs: dict[str, Any] = {self._cache_argument: cache, "use_cache": True, "logits_to_keep": 1}
+        return self.model(input_ids=input_ids, **kwargs).logits[:, -1, :].float()
 
 
 def _new_cache(model: Any) -> Any:

@@ -379,7 +379,7 @@ class _QuantizedWeights:
 
     # --- computing -------------------------------------------------------------------------------------------
 
-    def _product(self, flat: torch.Tensor) -> torch.Tensor:
+    def product(self, flat: torch.Tensor) -> torch.Tensor:
         """``flat @ W.T`` for all rows of the group, in the input's dtype."""
         if flat.shape[0] > self.prefill_rows:
             result = functional.linear(flat.float(), self.dequantized())
@@ -410,7 +410,7 @@ class _QuantizedWeights:
                     self._input = self._output = None
                     return self._own_product(member, inputs)
             self._input = inputs
-            self._output = self._product(inputs.reshape(-1, self.in_features))
+            self._output = self.product(inputs.reshape(-1, self.in_features))
             self._served = set()
         assert self._output is not None
         self._served.add(member)
@@ -424,9 +424,9 @@ class _QuantizedWeights:
         flat = inputs.reshape(-1, self.in_features)
         rows = self.rows[member]
         if len(self.sizes) == 1:
-            result = self._product(flat)
+            result = self.product(flat)
         elif flat.shape[0] > self.prefill_rows or (self.mode == "int4" and not _whole_blocks(rows)):
-            result = self._product(flat)[:, rows]
+            result = self.product(flat)[:, rows]
         elif self.mode == "int8":
             result = torch.ops.aten._weight_int8pack_mm(_bf16(flat), self.qweight[rows], self.scale[rows])
             result = self._finish(result, flat, rows)

@@ -1,0 +1,180 @@
+"""The lean decode step: the same scores as the model's own forward, for the models it covers, and a fallback for
+the rest.
+
+Small random Llama, Qwen2 and Mistral models (built from a config, no download) check the arithmetic in fp32 and
+with quantized weights; the bundled model checks it bit for bit and through the engine: the same seed gives the same
+text with the fast step and without it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, DynamicCache
+
+from assistant.core.prompts import Message, Prompt
+from assistant.core.settings import SamplerSettings
+from assistant.engine.fastpath import FastDecoder, supports
+from assistant.engine.generate import Engine
+from assistant.engine.kvcache import new_cache
+from assistant.engine.quantize import quantize_model
+
+STORY = Path(__file__).resolve().parents[2] / "bench" / "data" / "story.txt"
+
+
+def tiny_model(model_type: str, **overrides: Any) -> Any:
+    """A random two-layer model of this family: 64 rows per projection so int4 applies, grouped-query attention."""
+    from transformers import AutoConfig
+
+    settings: dict[str, Any] = {
+        "vocab_size": 320,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 256,
+        "tie_word_embeddings": False,
+    }
+    settings.update(overrides)
+    config = AutoConfig.for_model(model_type, **settings)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    return model.eval()
+
+
+def forward_scores(model: Any, ids: list[int], cache: Any) -> torch.Tensor:
+    import inspect
+
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    with torch.inference_mode():
+        output = model(input_ids=torch.tensor([ids]), **{name: cache, "use_cache": True})
+    return output.logits[:, -1, :].float()
+
+
+def compare_steps(model: Any, prompt: list[int], steps: list[int]) -> float:
+    """Largest score difference between the fast step and the model's forward, token by token after a prompt."""
+    fast = FastDecoder.for_model(model)
+    assert fast is not None
+    reference_cache, fast_cache = new_cache(model.config), new_cache(model.config)
+    forward_scores(model, prompt, reference_cache)
+    forward_scores(model, prompt, fast_cache)
+    worst = 0.0
+    with torch.inference_mode():
+        for token in steps:
+            wanted = forward_scores(model, [token], reference_cache)
+            got = fast.step(token, fast_cache)
+            assert got.shape == wanted.shape and got.dtype == torch.float32
+            worst = max(worst, (got - wanted).abs().max().item() / wanted.abs().max().item())
+    assert fast_cache.get_seq_length() == reference_cache.get_seq_length() == len(prompt) + len(steps)
+    return worst
+
+
+@pytest.mark.parametrize(
+    ("model_type", "overrides"),
+    [
+        ("llama", {}),
+        ("llama", {"attention_bias": True, "mlp_bias": True}),
+        ("qwen2", {}),  # biases on q, k and v
+        ("mistral", {"sliding_window": None}),
+    ],
+)
+@pytest.mark.parametrize("mode", ["none", "int8", "int4"])
+def test_fast_step_gives_the_forward_scores(model_type: str, overrides: dict[str, Any], mode: str) -> None:
+    model = tiny_model(model_type, **overrides)
+    quantize_model(model, mode)
+    worst = compare_steps(model, [5, 17, 42, 99, 7], [11, 250, 3, 3, 64, 1])
+    assert worst < 1e-5, f"{model_type} {mode}: relative difference {worst}"
+
+
+def test_rope_scaling_of_llama3_is_honoured() -> None:
+    scaling = {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 64,
+        "rope_theta": 500000.0,
+    }
+    model = tiny_model("llama", rope_scaling=scaling)
+    assert compare_steps(model, list(range(1, 120)), [7, 8, 9]) < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("model_type", "overrides"),
+    [
+        ("mistral", {"sliding_window": 16}),  # attention sees only a window: not reproduced
+        ("qwen2", {"use_sliding_window": True, "sliding_window": 16, "max_window_layers": 0}),
+        ("qwen3", {}),  # norms on queries and keys
+        ("gpt2", {"n_embd": 64, "n_layer": 2, "n_head": 4}),
+        ("llama", {"hidden_act": "gelu"}),
+    ],
+)
+def test_other_models_keep_their_own_forward(model_type: str, overrides: dict[str, Any]) -> None:
+    if model_type == "gpt2":
+        from transformers import GPT2Config
+
+        model = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=320, **overrides)).eval()
+    else:
+        model = tiny_model(model_type, **overrides)
+    assert not supports(model)
+    assert FastDecoder.for_model(model) is None
+
+
+def test_a_model_in_training_mode_is_not_taken() -> None:
+    model = tiny_model("llama").train()
+    assert FastDecoder.for_model(model) is None
+
+
+def test_only_growing_caches_are_extended() -> None:
+    model = tiny_model("llama")
+    fast = FastDecoder.for_model(model)
+    assert fast is not None
+    assert fast.accepts(new_cache(model.config))
+    assert not fast.accepts(DynamicCache())  # a plain cache: the engine runs the model's forward instead
+    assert not fast.accepts(None)
+
+
+# --- the bundled model ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_bundled_model_takes_the_fast_step_with_identical_scores(loaded_model: Any, engine: Any) -> None:
+    assert engine.fast_decode, "the bundled model (Llama, int4) decodes through the lean loop"
+    tokenizer = loaded_model.tokenizer
+    prompt = tokenizer(STORY.read_text(encoding="utf-8")[:300])["input_ids"]
+    steps = tokenizer(" The lighthouse keeper lit the lamp and waited for the boats.")["input_ids"]
+    assert compare_steps(loaded_model.model, prompt, steps) == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_engine_text_is_the_same_with_and_without_the_fast_step(loaded_model: Any, temperature: float) -> None:
+    fast, plain = Engine(loaded_model), Engine(loaded_model, fast_decode=False)
+    assert fast.fast_decode and not plain.fast_decode
+    settings = SamplerSettings(temperature=temperature, max_new_tokens=48, seed=11)
+    prompt = Prompt(text=STORY.read_text(encoding="utf-8")[:400])
+    fast_stream, plain_stream = fast.stream(prompt, settings), plain.stream(prompt, settings)
+    fast_text, plain_text = fast_stream.text(), plain_stream.text()
+    assert len(fast_text.split()) > 10
+    assert fast_text == plain_text
+    assert fast_stream.stats.new_tokens == plain_stream.stats.new_tokens
+
+
+@pytest.mark.slow
+def test_chat_turns_reuse_the_cache_the_fast_step_filled(loaded_model: Any) -> None:
+    engine = Engine(loaded_model)
+    settings = SamplerSettings(temperature=0, max_new_tokens=24)
+    messages: list[Message] = [{"role": "user", "content": "Name a colour of the sea."}]
+    first = engine.stream(Prompt(messages=messages), settings)
+    answer = first.text()
+    assert answer.strip()
+    messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And of the sky?"}]
+    second = engine.stream(Prompt(messages=messages), settings)
+    assert second.text().strip()
+    new_message_tokens = engine.count_tokens("And of the sky?")
+    assert second.stats.prefill_tokens < new_message_tokens + 20, "turn 2 prefills only the new message"
+    assert second.stats.prefill_tokens < second.stats.prompt_tokens // 2
