@@ -61,12 +61,21 @@ def main() -> None:
     settings = SamplerSettings(temperature=0, repetition_penalty=1.0, max_new_tokens=DECODE_TOKENS)
     decode_speeds = []
     engine_speeds = []
+    # The same engine with every token through transformers' modules instead of the lean loop (fastpath.py).
+    module_engine = Engine(loaded, fast_decode=False)
+    module_speeds = []
     for _ in range(3):
         engine.reset_cache()  # the same prefill as raw generate() below, so the two compare fairly
         stream = engine.stream(decode_prompt, settings)
         stream.text()
         decode_speeds.append(stream.stats.tok_s)  # after the first token, as llama.cpp's figure
         engine_speeds.append(stream.stats.new_tokens / stream.stats.total_s)
+        module_stream = module_engine.stream(decode_prompt, settings)
+        module_stream.text()
+        module_speeds.append(module_stream.stats.tok_s)
+    module_engine.reset_cache()
+    figures["fast_decode"] = engine.fast_decode
+    figures["module_forward_decode_tok_s"] = round(statistics.median(module_speeds), 2)
     ids = torch.tensor([engine.encode(decode_prompt)])
     raw_speeds = []
     with torch.inference_mode():

@@ -12,7 +12,6 @@ Run: ``.venv/bin/python bench/quantization.py [--runs N]``; prints one JSON obje
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 import statistics
@@ -33,22 +32,21 @@ def prefill_perplexity(model: Any, ids: Any) -> float:
         return math.exp(model(input_ids=ids, labels=ids).loss.item())
 
 
-def decode_perplexity(model: Any, ids: Any, start: int = 64, count: int = 256) -> float:
-    """Perplexity of tokens ``start..start+count``, each scored after feeding its predecessor alone."""
+def decode_perplexity(engine: Any, ids: Any, start: int = 64, count: int = 256) -> float:
+    """Perplexity of tokens ``start..start+count``, each scored after feeding its predecessor alone, through the
+    engine's own decode step (the lean loop where the model has one, else the model's forward)."""
     import torch
 
     from assistant.engine.kvcache import new_cache
 
-    cache = new_cache(model.config)
-    # transformers 5.2x renamed the cache argument; older releases only know "past_key_values".
-    argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    cache = new_cache(engine.model.config)
     losses = []
     with torch.inference_mode():
-        output = model(input_ids=ids[:, :start], **{argument: cache}, use_cache=True)
+        scores = engine.next_scores(ids[:, :start], cache)
         for position in range(start, start + count):
-            scores = torch.log_softmax(output.logits[0, -1].float(), dim=-1)
-            losses.append(-scores[ids[0, position]].item())
-            output = model(input_ids=ids[:, position : position + 1], **{argument: cache}, use_cache=True)
+            log_probabilities = torch.log_softmax(scores[0], dim=-1)
+            losses.append(-log_probabilities[ids[0, position]].item())
+            scores = engine.next_scores(ids[:, position : position + 1], cache)
     return math.exp(sum(losses) / len(losses))
 
 
@@ -120,7 +118,7 @@ def main() -> None:
         figures[f"{mode}_end_to_end_tok_s"] = round(statistics.median(end_to_end[mode]), 2)
         figures[f"{mode}_ttft_512_ms"] = round(statistics.median(ttfts[mode]), 1)
         figures[f"{mode}_perplexity"] = round(prefill_perplexity(engine.model, ids), 3)
-        figures[f"{mode}_decode_perplexity"] = round(decode_perplexity(engine.model, ids), 3)
+        figures[f"{mode}_decode_perplexity"] = round(decode_perplexity(engine, ids), 3)
     for mode in MODES:
         figures[f"{mode}_vs_fp32_generate"] = round(
             figures[f"{mode}_end_to_end_tok_s"] / figures["fp32_generate_tok_s"], 3

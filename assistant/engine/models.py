@@ -218,6 +218,10 @@ def load_model(
     quantization = _quantize(model, source, placement, quantize, dtype, report_progress=report)
     if quantization.mode != "none" and placement.dtype_name != _model_dtype_name(model):
         placement = replace(placement, dtype_name=_model_dtype_name(model))
+    if placement.device == "cpu" and placement.device_map is None:
+        from assistant.engine.attention import use_fp32_for_long_prompts
+
+        use_fp32_for_long_prompts(model)  # bf16 models only: their long prompts attend faster in fp32
     loaded = LoadedModel(
         model=model,
         tokenizer=tokenizer,
