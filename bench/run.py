@@ -80,9 +80,10 @@ def chart(figures: dict[str, object], path: Path) -> None:
         "int4": value("int4_decode_tok_s"),
         "int8": value("int8_decode_tok_s"),
         "fp32": value("none_decode_tok_s"),
+        "int4 via\nHF modules": value("module_forward_decode_tok_s"),
         "fp32 generate()\n(with prefill)": value("fp32_generate_tok_s"),
     }
-    colors = ["#3574f0", "#6a9af5", "#a9c3f7", "#8c8c8c"]
+    colors = ["#3574f0", "#6a9af5", "#a9c3f7", "#b0b0b0", "#8c8c8c"]
     if value("llama_cpp_decode_tok_s"):
         decode["llama.cpp"] = value("llama_cpp_decode_tok_s")
         colors.append("#e08a1e")
