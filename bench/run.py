@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from device import VARIABLE as DEVICE_VARIABLE
+
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 
@@ -33,11 +35,11 @@ def run_json(script: str, *args: str, env: dict[str, str] | None = None) -> dict
     return json.loads(lines[-1]) if lines else {}
 
 
-def cold_load_seconds() -> float:
+def cold_load_seconds(device: str) -> float:
     """A first start with an empty cache: the GGUF is dequantized and converted."""
     with tempfile.TemporaryDirectory() as profile:
         env = dict(os.environ, PENWRIGHT_PROFILE=profile)
-        probe = "from assistant.engine.models import load_model; print(load_model(device='cpu').load_seconds)"
+        probe = f"from assistant.engine.models import load_model; print(load_model(device={device!r}).load_seconds)"
         output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
         return round(float(output.stdout.strip().splitlines()[-1]), 2)
 
@@ -75,7 +77,11 @@ def chart(figures: dict[str, object], path: Path) -> None:
         return float(item) if isinstance(item, (int, float)) and not isinstance(item, bool) else 0.0
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-    fig.suptitle(f"Penwright benchmarks — {figures['machine']['cpu']} ({figures['machine']['torch_threads']} threads)")  # type: ignore[index]
+    machine_info: dict[str, object] = figures["machine"]  # type: ignore[assignment]
+    where = f"{machine_info['cpu']} ({machine_info['torch_threads']} threads)"
+    if figures.get("device") == "cuda":
+        where = f"{machine_info['gpu']} (bf16, SDPA)"
+    fig.suptitle(f"Penwright benchmarks — {where}")
     decode = {
         "int4": value("int4_decode_tok_s"),
         "int8": value("int8_decode_tok_s"),
@@ -84,6 +90,12 @@ def chart(figures: dict[str, object], path: Path) -> None:
         "fp32 generate()\n(with prefill)": value("fp32_generate_tok_s"),
     }
     colors = ["#3574f0", "#6a9af5", "#a9c3f7", "#b0b0b0", "#8c8c8c"]
+    if figures.get("device") == "cuda":  # no quantized modes on a GPU: the engine against generate()
+        decode = {
+            "engine": value("decode_tok_s"),
+            "raw generate()\n(with prefill)": value("raw_generate_tok_s"),
+        }
+        colors = ["#3574f0", "#8c8c8c"]
     if value("llama_cpp_decode_tok_s"):
         decode["llama.cpp"] = value("llama_cpp_decode_tok_s")
         colors.append("#e08a1e")
@@ -113,12 +125,21 @@ def chart(figures: dict[str, object], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="skip the slow parts (20,000-word summary, quality)")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where the model runs; cuda writes gpu.json and gpu.png and skips the CPU-only parts",
+    )
     args = parser.parse_args()
+    os.environ[DEVICE_VARIABLE] = args.device  # read by every part through bench/device.py
+    on_gpu = args.device == "cuda"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    figures: dict[str, object] = {"machine": machine()}
+    figures: dict[str, object] = {"machine": machine(), "device": args.device}
     figures.update(run_json("engine_figures.py", *(["--quick"] if args.quick else [])))
-    figures["quantization"] = run_json("quantization.py", "--runs", "3" if args.quick else "5")
-    quantization = figures["quantization"]
+    # Quantized weights and llama.cpp's CPU build are CPU figures; a GPU runs the model as is.
+    quantization = {} if on_gpu else run_json("quantization.py", "--runs", "3" if args.quick else "5")
+    figures["quantization"] = quantization
     if isinstance(quantization, dict):
         figures.update({key: quantization[key] for key in quantization if "decode_tok_s" in key})
         if quantization.get("fp32_generate_tok_s"):
@@ -127,12 +148,13 @@ def main() -> None:
                 float(figures["end_to_end_tok_s"]) / float(quantization["fp32_generate_tok_s"]),  # type: ignore[arg-type]
                 3,
             )
-    figures["load_cold_s"] = cold_load_seconds()
+    figures["load_cold_s"] = cold_load_seconds(args.device)
     figures.update(run_json("gui_startup.py", "--runs", "3"))
     figures.update(run_json("gui_stall.py", env=dict(os.environ, QT_QPA_PLATFORM="offscreen")))
     figures.update(run_json("inline_latency.py"))
     figures.update(run_json("gui_inline.py", env=dict(os.environ, QT_QPA_PLATFORM="offscreen")))
-    figures.update(run_json("peers.py"))
+    if not on_gpu:
+        figures.update(run_json("peers.py"))
     if "llama_cpp_decode_tok_s" in figures:
         figures["vs_llama_cpp"] = round(float(figures["decode_tok_s"]) / float(figures["llama_cpp_decode_tok_s"]), 3)  # type: ignore[arg-type]
         figures["ttft_vs_llama_cpp"] = round(
@@ -141,8 +163,9 @@ def main() -> None:
         )
     if not args.quick:
         figures["quality"] = run_json("eval.py")
-    (RESULTS / "latest.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    chart(figures, RESULTS / "latest.png")
+    name = "gpu" if on_gpu else "latest"
+    (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    chart(figures, RESULTS / f"{name}.png")
     print(json.dumps(figures, indent=2))
 
 
