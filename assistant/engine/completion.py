@@ -194,7 +194,11 @@ class InlineCompleter:
             if on_text is not None and hit:
                 on_text(hit)
             return InlineResult(hit, from_cache=True, total_ms=(time.perf_counter() - started) * 1000)
-        result = self._generate(request, cancel or CancelToken(), settings, started, on_text)
+        try:
+            result = self._generate(request, cancel or CancelToken(), settings, started, on_text)
+        except BaseException:
+            self._prefix.reset()  # a forward that failed part-way leaves some layers a token longer than others
+            raise
         if not result.cancelled:
             self._lru[self._lru_key(request)] = result.text
             while len(self._lru) > self._lru_size:

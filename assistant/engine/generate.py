@@ -436,11 +436,14 @@ class Engine:
 
     def next_scores(self, input_ids: torch.Tensor, cache: Any) -> torch.Tensor:
         """The scores (fp32, [1, vocab]) for the token after ``input_ids``, which join ``cache``."""
-        if input_ids.shape[1] == 1 and self._fast is not None and self._fast.accepts(cache):
+        import torch
+
+        if input_ids.shape == (1, 1) and self._fast is not None and self._fast.accepts(cache):
             return self._fast.step(int(input_ids[0, 0]), cache)
         # Only the last position's scores are needed: an 8k-token prompt would otherwise cost 1.6 GB of them.
         kwargs: dict[str, Any] = {self._cache_argument: cache, "use_cache": True, "logits_to_keep": 1}
-        return self.model(input_ids=input_ids, **kwargs).logits[:, -1, :].float()
+        with torch.inference_mode():
+            return self.model(input_ids=input_ids, **kwargs).logits[:, -1, :].float()
 
 
 def _new_cache(model: Any) -> Any:

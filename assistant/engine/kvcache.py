@@ -56,6 +56,30 @@ class GrowingLayer(DynamicLayer):  # type: ignore[misc]
         self.keys, self.values = keys, values
         return keys, values
 
+    def reserve(self, key_template: torch.Tensor, value_template: torch.Tensor, tokens: int) -> None:
+        """Make room for ``tokens`` more entries, for a writer that fills the buffers itself and then calls
+        :meth:`advance` (the fast decode step). The templates give the shape and dtype: [batch, heads, 0, dim]."""
+        if not self.is_initialized:
+            self.lazy_initialization(key_template, value_template)
+        total = self._filled + tokens
+        capacity = self._key_buffer.shape[-2]
+        if total > capacity:
+            self._grow(key_template, value_template, self._filled, max(total, 2 * capacity, MIN_CAPACITY))
+
+    @property
+    def buffers(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole key and value buffers, filled or not: [batch, heads, capacity, dim]."""
+        return self._key_buffer, self._value_buffer
+
+    @property
+    def filled(self) -> int:
+        return self._filled if self.is_initialized else 0
+
+    def advance(self, tokens: int) -> None:
+        """Count ``tokens`` more entries that a writer put into the buffers after :meth:`reserve`."""
+        self._filled += tokens
+        self._expose()
+
     def crop(self, tokens_to_remove: int) -> None:
         if tokens_to_remove > 0:
             raise ValueError("crop takes a negative count: the number of tokens to remove from the end")

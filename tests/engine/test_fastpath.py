@@ -8,6 +8,7 @@ text with the fast step and without it.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +56,11 @@ def forward_scores(model: Any, ids: list[int], cache: Any) -> torch.Tensor:
     return output.logits[:, -1, :].float()
 
 
-def compare_steps(model: Any, prompt: list[int], steps: list[int]) -> float:
+def compare_steps(model: Any, prompt: list[int], steps: list[int], script: bool = True) -> float:
     """Largest score difference between the fast step and the model's forward, token by token after a prompt."""
-    fast = FastDecoder.for_model(model)
+    fast = FastDecoder.for_model(model, script=script)
     assert fast is not None
+    assert fast.scripted == script, "TorchScript compiles the layer loop here"
     reference_cache, fast_cache = new_cache(model.config), new_cache(model.config)
     forward_scores(model, prompt, reference_cache)
     forward_scores(model, prompt, fast_cache)
@@ -83,11 +85,57 @@ def compare_steps(model: Any, prompt: list[int], steps: list[int]) -> float:
     ],
 )
 @pytest.mark.parametrize("mode", ["none", "int8", "int4"])
-def test_fast_step_gives_the_forward_scores(model_type: str, overrides: dict[str, Any], mode: str) -> None:
+@pytest.mark.parametrize("script", [True, False], ids=["torchscript", "python"])
+def test_fast_step_gives_the_forward_scores(
+    model_type: str, overrides: dict[str, Any], mode: str, script: bool
+) -> None:
     model = tiny_model(model_type, **overrides)
     quantize_model(model, mode)
-    worst = compare_steps(model, [5, 17, 42, 99, 7], [11, 250, 3, 3, 64, 1])
+    worst = compare_steps(model, [5, 17, 42, 99, 7], [11, 250, 3, 3, 64, 1], script=script)
     assert worst < 1e-5, f"{model_type} {mode}: relative difference {worst}"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"head_dim": 32},  # wider heads than hidden_size / heads
+        {"tie_word_embeddings": True},
+        {"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}},
+        {"num_key_value_heads": 4},  # plain multi-head attention
+    ],
+    ids=["head-dim", "tied", "yarn", "no-gqa"],
+)
+def test_other_llama_shapes_give_the_forward_scores(overrides: dict[str, Any]) -> None:
+    model = tiny_model("llama", **overrides)
+    quantize_model(model, "int8")
+    assert compare_steps(model, list(range(3, 90)), [7, 8, 9, 200]) < 1e-5
+
+
+def test_bf16_models_match_bit_for_bit() -> None:
+    """bf16 activations, as the app runs quantized models on CPUs with native bf16."""
+    model = tiny_model("llama")
+    quantize_model(model, "int4")
+    model.to(torch.bfloat16)
+    assert compare_steps(model, [5, 17, 42, 99, 7], [11, 250, 3, 3, 64, 1]) == 0.0
+
+
+def test_a_failed_step_leaves_the_cache_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tiny_model("llama")
+    fast = FastDecoder.for_model(model)
+    assert fast is not None
+    cache = new_cache(model.config)
+    forward_scores(model, [5, 17, 42], cache)
+    wanted = fast.step(9, copy.deepcopy(cache))
+
+    def fail(*_args: Any) -> torch.Tensor:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(fast, "_run", fail)
+    with pytest.raises(RuntimeError):
+        fast.step(9, cache)
+    assert all(layer.get_seq_length() == 3 for layer in cache.layers)
+    monkeypatch.undo()
+    assert torch.equal(fast.step(9, cache), wanted)
 
 
 def test_rope_scaling_of_llama3_is_honoured() -> None:
@@ -126,6 +174,23 @@ def test_other_models_keep_their_own_forward(model_type: str, overrides: dict[st
 
 def test_a_model_in_training_mode_is_not_taken() -> None:
     model = tiny_model("llama").train()
+    assert FastDecoder.for_model(model) is None
+
+
+def test_eager_attention_keeps_the_forward() -> None:
+    model = tiny_model("llama", attn_implementation="eager")
+    assert model.config._attn_implementation == "eager"
+    assert FastDecoder.for_model(model) is None
+
+
+def test_remote_code_that_reuses_the_class_names_is_not_taken() -> None:
+    """A model's own modeling file may copy Llama's class names and change the arithmetic."""
+    model = tiny_model("llama")
+    original = type(model.model.layers[0])
+    imitation = type(original.__name__, (original,), {"__module__": "transformers_modules.someone.model"})
+    for layer in model.model.layers:
+        layer.__class__ = imitation
+    assert not supports(model)
     assert FastDecoder.for_model(model) is None
 
 

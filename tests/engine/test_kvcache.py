@@ -242,3 +242,24 @@ def test_greedy_text_does_not_depend_on_what_the_cache_held_before(loaded_model:
         assert reused_text == fresh
     finally:
         engine.reset_cache()
+
+
+def test_reserve_then_advance_counts_what_a_writer_put_in_the_buffers() -> None:
+    """The fast decode step writes keys and values into the buffers itself, then counts them."""
+    layer = GrowingLayer()
+    template = torch.empty(1, 3, 0, 8)
+    layer.reserve(template, template, 1)
+    assert layer.filled == 0 and layer.buffers[0].shape == (1, 3, MIN_CAPACITY, 8)
+    keys, values = states(MIN_CAPACITY, 1)
+    for position in range(MIN_CAPACITY + 1):  # one past the first capacity: the buffers grow, keeping entries
+        layer.reserve(template, template, 1)
+        key_buffer, value_buffer = layer.buffers
+        source = position % MIN_CAPACITY
+        key_buffer[:, :, position] = keys[:, :, source]
+        value_buffer[:, :, position] = values[:, :, source]
+        layer.advance(1)
+    assert layer.filled == layer.get_seq_length() == MIN_CAPACITY + 1
+    assert layer.buffers[0].shape[-2] == 2 * MIN_CAPACITY
+    assert torch.equal(layer.keys[:, :, :MIN_CAPACITY], keys) and torch.equal(layer.values[:, :, -1], values[:, :, 0])
+    layer.crop(-1)
+    assert layer.filled == MIN_CAPACITY
