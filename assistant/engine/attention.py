@@ -36,6 +36,8 @@ def _attention(
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if query.dtype == torch.bfloat16 and query.device.type == "cpu" and query.shape[2] >= FP32_FROM_ROWS:
+        if attention_mask is not None and attention_mask.is_floating_point():
+            attention_mask = attention_mask.float()  # an additive mask must match the queries' dtype
         output, weights = sdpa_attention_forward(
             module, query.float(), key.float(), value.float(), attention_mask, **kwargs
         )
