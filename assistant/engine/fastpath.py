@@ -225,6 +225,15 @@ class FastDecoder:
             log.info("Decoding through the model's own forward: %s", error)
             return None
 
+    def warm_up(self, config: Any) -> None:
+        """Two steps on a scratch cache: TorchScript profiles and optimizes the loop on its first calls (72 and
+        36 ms instead of 12 for the bundled model), which would otherwise land on the user's first answer."""
+        from assistant.engine.kvcache import new_cache
+
+        scratch = new_cache(config)
+        for token in (0, 0):
+            self.step(token, scratch)
+
     def accepts(self, cache: Any) -> bool:
         """Whether this cache is one the step can extend (one growing layer per model layer)."""
         layers = getattr(cache, "layers", None)

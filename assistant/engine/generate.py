@@ -12,6 +12,7 @@ for the two CPU cores.
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import threading
 import time
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
     from assistant.engine.fastpath import FastDecoder
     from assistant.engine.models import LoadedModel
+
+log = logging.getLogger(__name__)
 
 _END_OF_TURN_TOKENS = (
     "<|im_end|>",
@@ -232,6 +235,12 @@ class Engine:
             from assistant.engine.fastpath import FastDecoder
 
             self._fast = FastDecoder.for_model(self.model)
+            if self._fast is not None and self._fast.scripted:
+                try:
+                    self._fast.warm_up(self.model.config)
+                except (RuntimeError, MemoryError) as error:  # the model's own forward still works
+                    log.warning("Decoding through the model's forward; the fast step failed: %s", error)
+                    self._fast = None
 
     # --- prompts -------------------------------------------------------------------------------------------
 

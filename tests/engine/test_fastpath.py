@@ -243,3 +243,17 @@ def test_chat_turns_reuse_the_cache_the_fast_step_filled(loaded_model: Any) -> N
     new_message_tokens = engine.count_tokens("And of the sky?")
     assert second.stats.prefill_tokens < new_message_tokens + 20, "turn 2 prefills only the new message"
     assert second.stats.prefill_tokens < second.stats.prompt_tokens // 2
+
+
+@pytest.mark.slow
+def test_an_engine_whose_fast_step_fails_decodes_through_the_forward(
+    loaded_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: FastDecoder, config: Any) -> None:
+        raise RuntimeError("the scripted loop cannot run here")
+
+    monkeypatch.setattr(FastDecoder, "warm_up", broken)
+    engine = Engine(loaded_model)
+    assert not engine.fast_decode
+    text = engine.generate(Prompt(text="The sea was calm and"), SamplerSettings(temperature=0, max_new_tokens=8))
+    assert text.strip()
