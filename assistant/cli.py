@@ -502,6 +502,7 @@ def command_selftest(out: TextIO, err: TextIO) -> int:
         raise ModelError("The model loaded but wrote nothing.")
     weights = loaded.quantization.describe() if loaded.quantization else f"{loaded.weights} weights"
     out.write(f"{'model:':<13}{loaded.name} ({loaded.source.location}), {weights}\n")
+    out.write(f"{'decoding:':<13}{engine.decode_path}\n")
     out.write(f"{'wrote:':<13}{text.strip()!r}\n")
     out.write(f"selftest ok in {time.perf_counter() - started:.1f} s\n")
     out.flush()

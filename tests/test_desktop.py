@@ -51,9 +51,10 @@ def test_selftest_writes_words_and_shows_where_files_live(cli_env) -> None:
         [sys.executable, "-m", "assistant", "--selftest"], capture_output=True, text=True, env=cli_env, check=False
     )
     assert result.returncode == 0, result.stderr
-    for label in ("config:", "data:", "cache:", "recovery:", "wrote:", "selftest ok"):
+    for label in ("config:", "data:", "cache:", "recovery:", "decoding:", "wrote:", "selftest ok"):
         assert label in result.stdout
     assert cli_env["PENWRIGHT_PROFILE"] in result.stdout
+    assert "decoding:    fast step (TorchScript)" in result.stdout, "the bundled model takes the fast step"
 
 
 def test_selftest_fails_clearly_without_a_model(cli_env, tmp_path: Path) -> None:

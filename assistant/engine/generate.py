@@ -439,6 +439,13 @@ class Engine:
         self._prefix.reset()
 
     @property
+    def decode_path(self) -> str:
+        """How single tokens are decoded, for people: the --selftest line and bug reports."""
+        if self._fast is None:
+            return "the model's own forward"
+        return "fast step (TorchScript)" if self._fast.scripted else "fast step (Python)"
+
+    @property
     def fast_decode(self) -> bool:
         """Whether single-token steps take the lean loop of fastpath.py rather than the model's forward."""
         return self._fast is not None
