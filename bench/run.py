@@ -86,8 +86,8 @@ def chart(figures: dict[str, object], path: Path) -> None:
         "int4": value("int4_decode_tok_s"),
         "int8": value("int8_decode_tok_s"),
         "fp32": value("none_decode_tok_s"),
-        "int4 via\nHF modules": value("module_forward_decode_tok_s"),
-        "fp32 generate()\n(with prefill)": value("fp32_generate_tok_s"),
+        "int4,\nHF modules": value("module_forward_decode_tok_s"),
+        "fp32\ngenerate()": value("fp32_generate_tok_s"),
     }
     colors = ["#3574f0", "#6a9af5", "#a9c3f7", "#b0b0b0", "#8c8c8c"]
     if figures.get("device") == "cuda":  # no quantized modes on a GPU: the engine against generate()
@@ -100,6 +100,7 @@ def chart(figures: dict[str, object], path: Path) -> None:
         decode["llama.cpp"] = value("llama_cpp_decode_tok_s")
         colors.append("#e08a1e")
     axes[0][0].bar(list(decode), list(decode.values()), color=colors)
+    axes[0][0].tick_params(axis="x", labelsize=8)
     axes[0][0].set_title("Decode speed (tokens/s, higher is better)")
     ttft = {f"{n} tokens": value(f"ttft_{n}_ms") for n in (64, 512, 2048)}
     axes[0][1].bar(list(ttft), list(ttft.values()), color="#3574f0")
