@@ -211,7 +211,7 @@ class FastDecoder:
         self._weights = [part.weight for part in parts]
         self._scales = [part.scales for part in parts]
         self._biases = [part.bias for part in parts]
-        self._head = _projection([model.lm_head])
+        self._head = _head_projection(model.lm_head)
         self._positions = torch.zeros((1, 1), dtype=torch.long)
         self._template = torch.empty((1, self.kv_heads, 0, self.head_dim), dtype=self._embedding.dtype)
         self._run, self.scripted = _layers_function(script)
@@ -251,8 +251,13 @@ class FastDecoder:
         with torch.inference_mode():
             layers: list[GrowingLayer] = cache.layers
             position = layers[0].filled
-            for layer in layers:
+            key_buffers: list[torch.Tensor] = []
+            value_buffers: list[torch.Tensor] = []
+            for layer in layers:  # one pass: make room for the token, then hand the loop the buffers
                 layer.reserve(self._template, self._template, 1)
+                keys, values = layer.buffers
+                key_buffers.append(keys)
+                value_buffers.append(values)
             hidden = self._embedding[token].view(1, -1)
             self._positions.fill_(position)
             cos, sin = self._rotary(hidden, self._positions)
@@ -267,8 +272,8 @@ class FastDecoder:
                 self._weights,
                 self._scales,
                 self._biases,
-                [layer.buffers[0] for layer in layers],
-                [layer.buffers[1] for layer in layers],
+                key_buffers,
+                value_buffers,
                 position,
                 self.heads,
                 self.kv_heads,
@@ -349,9 +354,8 @@ def _parts(modules: Sequence[Any]) -> list[_Part] | None:
     return None
 
 
-def _projection(modules: Sequence[Any]) -> Projection:
-    """The output head: a quantized group's own product, or the module."""
-    module = modules[0]
+def _head_projection(module: Any) -> Projection:
+    """The output head: a quantized layer's own product (fp32 scores, int8 activations), or the module."""
     if isinstance(module, QuantizedLinear) and len(module.group.sizes) == 1:
         return module.group.product  # type: ignore[no-any-return]
     return module  # type: ignore[no-any-return]
