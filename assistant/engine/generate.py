@@ -231,15 +231,20 @@ class Engine:
         # One token at a time through a lean loop instead of transformers' modules: 1.5x the decode speed for the
         # Llama-style models it reproduces exactly (see fastpath.py); None for the rest.
         self._fast: FastDecoder | None = None
+        self.fast_step_note = ""
+        """Why the fast step is not used although the model is one it covers; empty otherwise."""
         if fast_decode:
             from assistant.engine.fastpath import FastDecoder
 
             self._fast = FastDecoder.for_model(self.model)
-            if self._fast is not None and self._fast.scripted:
+            if self._fast is not None:
                 try:
-                    self._fast.warm_up(self.model.config)
+                    reason = self._fast.verify(self.model)  # also the warm-up of a scripted step
                 except (RuntimeError, MemoryError) as error:  # the model's own forward still works
-                    log.warning("Decoding through the model's forward; the fast step failed: %s", error)
+                    reason = f"it failed: {error}"
+                if reason:
+                    self.fast_step_note = f"The fast decode step is off on this CPU, {reason}."
+                    log.warning("Decoding through the model's forward: %s", self.fast_step_note)
                     self._fast = None
 
     # --- prompts -------------------------------------------------------------------------------------------
@@ -439,10 +444,16 @@ class Engine:
         self._prefix.reset()
 
     @property
+    def notes(self) -> str:
+        """What runs differently from what was asked or from the fastest path, and why, in sentences; or ""."""
+        quantization = self.loaded.quantization.note if self.loaded.quantization is not None else ""
+        return " ".join(note for note in (quantization, self.fast_step_note) if note)
+
+    @property
     def decode_path(self) -> str:
         """How single tokens are decoded, for people: the --selftest line and bug reports."""
         if self._fast is None:
-            return "the model's own forward"
+            return "the model's own forward" + (" (the fast step failed its self-check)" if self.fast_step_note else "")
         return "fast step (TorchScript)" if self._fast.scripted else "fast step (Python)"
 
     @property

@@ -8,6 +8,15 @@ The matrix products use torch's own weight-only kernels, which take bf16 activat
 - ``int4``: groups of 32 weights with a step and a minimum each, ``torch.ops.aten._weight_int4pack_mm_for_cpu``.
   That is the layout of GGUF's Q4_0/Q4_1 (and close to Q4_K), so a 4-bit GGUF model gets its own weights back.
 
+How the int4 kernel packs its weights is private to torch and differs by the CPU capability it dispatches to
+(AVX-512 interleaves 64-row blocks, AVX2 and the plain C++ kernel do otherwise). So the codes are kept in a layout of
+our own (two codes a byte, row-major): the long-prompt path, the cache and any slicing read only that, and the
+kernel's packing is made from it on each load by the kernel's own conversion (1-2 ms a layer).
+
+Every group checks itself when it loads (:meth:`_QuantizedWeights.verify`): each path's product on a probe against
+the group's own dequantized weights. A group that disagrees falls back, int4 to int8 to full precision, and the report
+says why: a kernel that computes something else on some CPU costs speed, never a wrong answer.
+
 The kernels are built for a few rows at a time. A long prompt (prefill) multiplies hundreds of rows, where
 dequantizing the weights and running an fp32 GEMM is about 2x faster, so a layer switches to that above
 ``PREFILL_ROWS``. Sibling projections that read the same input (q/k/v, gate/up) share one fused matrix: one kernel
@@ -21,9 +30,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import platform
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +47,21 @@ __all__ = ["QUANTIZE_CHOICES", "QuantizationReport", "QuantizedLinear", "quantiz
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2
-"""Bumped when what :func:`quantize_model` stores changes, so older cache files are not misread."""
+CACHE_FORMAT = 3
+"""The layout version of what :func:`quantize_model` stores; bumped when it changes, so older files are not misread.
+3: int4 codes in our own row-major layout (2 held torch's AVX-512 packing)."""
 INT4_GROUP_SIZE = 32
 INT4_BLOCK_ROWS = 64
-"""The CPU int4 packing interleaves rows in blocks of 64; other row counts fall back to int8."""
+"""The int4 kernel packs rows in blocks (64 for AVX-512, fewer elsewhere); other row counts fall back to int8."""
+SELF_CHECK_TOLERANCE = 0.03
+"""The largest relative error (norm of the difference over norm of the reference) a product may show against the
+group's own dequantized weights. Rounding the activations and the result to bf16 costs about 0.004; int8
+activations about 0.01; a kernel that reads its weights in another layout is off by about 1.4."""
+WEIGHT_ERROR_BOUND = {"int8": 0.05, "int4": 0.35}
+"""How far freshly quantized weights may be from the model's own (relative norm of the difference). Typical: int8
+0.005, int4 0.08 (0 for a 4-bit GGUF); a code or nibble order mix-up gives 0.5 and more."""
+FALLBACK = {"int4": "int8", "int8": "none"}
+"""What a group whose products fail the self-check tries next; "none" keeps the model's own layers."""
 PREFILL_ROWS = {"int8": 32, "int4": 112}
 """Above this many rows (tokens) a layer dequantizes and runs an fp32 GEMM. Measured crossovers on the 2-core
 reference machine, for a 1536x576 layer: int8 about 32 rows (dequantizing takes 0.25 ms), int4 about 110 rows
@@ -53,6 +73,18 @@ FUSED_SIBLINGS: tuple[tuple[str, ...], ...] = (("q_proj", "k_proj", "v_proj"), (
 AT_MOST_FOUR_BIT_GGUF_TYPES = frozenset({2, 3, *range(10, 16), *range(19, 32)})
 """GGUF file types (``general.file_type``) whose weights are mostly 4 bits or fewer: Q4_0, Q4_1, Q2_K-Q4_K_M and
 the IQ1-IQ4 kinds. int4 gives such a model back (nearly) the weights it came with."""
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """One weight group whose products failed the self-check in one mode."""
+
+    group: str
+    """The first layer's name, e.g. "model.layers.3.self_attn.q_proj"."""
+    failed: str
+    runs_as: str
+    """The next mode tried: "int8", or "none" (full precision)."""
+    reason: str
 
 
 @dataclass
@@ -69,13 +101,19 @@ class QuantizationReport:
     from_cache: bool = False
     """The quantized weights were read from the cache instead of computed."""
     note: str = ""
-    """Why the mode differs from an explicit request, in a sentence; empty when it does not."""
+    """Why the mode differs from an explicit request, or why some layers fell back, in a sentence; else empty."""
+    fallbacks: list[Fallback] = field(default_factory=list)
+    """Every self-check that failed, in order (a group can fail int4, then int8)."""
+    capability: str = ""
+    """The CPU kernels torch dispatched to when the weights were checked ("AVX512", "AVX2", "DEFAULT", ...)."""
 
     def describe(self) -> str:
         """A few words for people: "int4 weights (91 MB)" or "full-precision weights"."""
         if self.mode == "none":
             return "full-precision weights"
-        return f"{self.mode} weights ({self.weight_bytes_after / 2**20:,.0f} MB)"
+        groups = len({fallback.group for fallback in self.fallbacks})
+        checked = f", {groups} group{'s' if groups != 1 else ''} fell back" if groups else ""
+        return f"{self.mode} weights ({self.weight_bytes_after / 2**20:,.0f} MB{checked})"
 
 
 def resolve_mode(requested: str, device: str, has_device_map: bool, four_bit_source: bool = False) -> tuple[str, str]:
@@ -133,28 +171,45 @@ _INT8_MATMUL_WORKS: bool | None = None
 
 
 def bf16_is_fast() -> bool:
-    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX) and torch dispatches to the kernels that use
+    it; elsewhere bf16 is emulated and slow, and with AVX-512 kernels switched off (``ATEN_CPU_CAPABILITY=avx2``)
+    some bf16 kernels (attention) refuse to run at all."""
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+    return native and cpu_capability().startswith("AVX512")
 
 
 def cache_file(fingerprint: str, mode: str, folder: Path) -> Path:
     """Where the quantized weights of one model (named by a fingerprint of its weight files) are kept."""
     import hashlib
 
-    key = hashlib.sha256(f"{fingerprint}|{mode}|{torch.__version__}|{CACHE_FORMAT}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"{fingerprint}|{mode}|{machine_key()}".encode()).hexdigest()[:24]
     return folder / f"{mode}-{key}.safetensors"
+
+
+def cpu_capability() -> str:
+    """The kernels torch dispatches to here: "AVX512", "AVX2", "DEFAULT" (or what ATEN_CPU_CAPABILITY forces)."""
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        return "unknown"
+
+
+def machine_key() -> str:
+    """What a cached file depends on besides the model: torch, the CPU kernels and our own layout version."""
+    return f"torch {torch.__version__}|{platform.machine()} {cpu_capability()}|layout {CACHE_FORMAT}"
 
 
 def quantize_model(model: Any, mode: str, cache: Path | None = None) -> QuantizationReport:
     """Replace the model's linear layers with quantized ones, in place. ``mode`` is "int8" or "int4".
 
     With ``cache``, weights quantized on an earlier load are read from that file (a few hundredths of a second
-    instead of ~0.6 s for the bundled model); the file is written when it is missing or does not match.
+    instead of ~0.6 s for the bundled model); the file is written when it is missing or does not match. Every group
+    checks its products on this CPU before it is used; one that fails falls back (int4 to int8 to full precision).
     """
-    report = QuantizationReport(mode=mode, requested=mode)
+    report = QuantizationReport(mode=mode, requested=mode, capability=cpu_capability())
     if mode == "none":
         return report
     started = time.perf_counter()
@@ -164,33 +219,14 @@ def quantize_model(model: Any, mode: str, cache: Path | None = None) -> Quantiza
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     with torch.no_grad():
         for path, parent in list(model.named_modules()):
-            children = dict(parent.named_children())
-            plans: list[tuple[list[str], str]] = []
-            for sibling_names in FUSED_SIBLINGS:
-                siblings = [child for name in sibling_names if isinstance(child := children.get(name), torch.nn.Linear)]
-                if len(siblings) != len(sibling_names) or len({sibling.in_features for sibling in siblings}) != 1:
-                    continue
-                group_mode = _mode_for(siblings, mode)
-                if group_mode is not None:
-                    plans.append((list(sibling_names), group_mode))
-            planned = {name for names, _ in plans for name in names}
-            for name, child in children.items():
-                if name in planned or not isinstance(child, torch.nn.Linear):
-                    continue
-                layer_mode = _mode_for([child], "int8" if child is head else mode)
-                if layer_mode is None:
-                    report.skipped += 1
-                else:
-                    plans.append(([name], layer_mode))
-            for names, group_mode in plans:
-                linears = [child for name in names if isinstance(child := children[name], torch.nn.Linear)]
+            for names, group_mode in _plans(parent, mode, head, report):
+                linears = [child for name in names if isinstance(child := getattr(parent, name), torch.nn.Linear)]
                 key = f"{path}.{names[0]}" if path else names[0]
-                group = _QuantizedWeights(linears, group_mode, _stored_for(stored, key))
-                if linears[0] is head:
-                    group.int8_activations = group_mode == "int8" and int8_matmul_works()
-                    group.float_output = True  # the scores stay fp32, as transformers' loss and our sampler want
+                group = _checked_group(linears, group_mode, _stored_for(stored, key), linears[0] is head, key, report)
+                if group is None:
+                    continue
                 all_stored = all_stored and group.from_cache
-                to_store.update({f"{key}.{field}": tensor for field, tensor in group.tensors().items()})
+                to_store.update({f"{key}.{name}": tensor for name, tensor in group.tensors().items()})
                 for index, name in enumerate(names):
                     setattr(parent, name, QuantizedLinear(group, index))
                 report.layers += len(names)
@@ -198,10 +234,75 @@ def quantize_model(model: Any, mode: str, cache: Path | None = None) -> Quantiza
                 report.weight_bytes_before += sum(_bytes(linear.weight) for linear in linears)
                 report.weight_bytes_after += group.nbytes
     report.from_cache = all_stored and report.layers > 0
+    if report.fallbacks:
+        report.note = _fallback_note(report)
+        log.warning("%s", report.note)
     if cache is not None and not report.from_cache and to_store:
         _write_cache(cache, to_store, mode)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _plans(parent: Any, mode: str, head: Any, report: QuantizationReport) -> list[tuple[list[str], str]]:
+    """Which children of ``parent`` to quantize, as groups of siblings that share one product, and in which mode."""
+    children = dict(parent.named_children())
+    plans: list[tuple[list[str], str]] = []
+    for sibling_names in FUSED_SIBLINGS:
+        siblings = [child for name in sibling_names if isinstance(child := children.get(name), torch.nn.Linear)]
+        if len(siblings) != len(sibling_names) or len({sibling.in_features for sibling in siblings}) != 1:
+            continue
+        group_mode = _mode_for(siblings, mode)
+        if group_mode is not None:
+            plans.append((list(sibling_names), group_mode))
+    planned = {name for names, _ in plans for name in names}
+    for name, child in children.items():
+        if name in planned or not isinstance(child, torch.nn.Linear):
+            continue
+        layer_mode = _mode_for([child], "int8" if child is head else mode)
+        if layer_mode is None:
+            report.skipped += 1
+        else:
+            plans.append(([name], layer_mode))
+    return plans
+
+
+def _checked_group(
+    linears: list[torch.nn.Linear],
+    mode: str,
+    stored: dict[str, torch.Tensor],
+    is_head: bool,
+    key: str,
+    report: QuantizationReport,
+) -> _QuantizedWeights | None:
+    """The group in the first mode whose products pass the self-check here (int4, then int8); None: keep the layers.
+
+    A failing group is logged with its reason and counted in ``report.fallbacks``.
+    """
+    current: str | None = mode
+    while current is not None and current != "none":
+        group = _QuantizedWeights(linears, current, stored if current == mode else None)
+        if is_head:
+            group.int8_activations = current == "int8" and int8_matmul_works()
+            group.float_output = True  # the scores stay fp32, as transformers' loss and our sampler want
+        reason = group.verify(() if group.from_cache else linears)
+        if not reason:
+            return group
+        next_mode = FALLBACK[current]
+        log.warning("%s: %s weights failed their self-check (%s); trying %s", key, current, reason, next_mode)
+        report.fallbacks.append(Fallback(key, current, next_mode, reason))
+        current = next_mode
+    return None
+
+
+def _fallback_note(report: QuantizationReport) -> str:
+    """One sentence for the status bar, --selftest and --stats: how many groups fell back, to what, and why."""
+    final = {fallback.group: fallback.runs_as for fallback in report.fallbacks}  # the last word for each group
+    counts = {mode: sum(1 for value in final.values() if value == mode) for mode in sorted(set(final.values()))}
+    parts = ", ".join(f"{count} to {'full precision' if mode == 'none' else mode}" for mode, count in counts.items())
+    return (
+        f"Some {report.mode} weights gave wrong products on this CPU ({report.capability}), so {len(final)} weight "
+        f"group{'s' if len(final) != 1 else ''} fell back ({parts}): {report.fallbacks[0].reason}."
+    )
 
 
 def _read_cache(cache: Path | None) -> dict[str, torch.Tensor]:
@@ -285,6 +386,7 @@ class _QuantizedWeights:
             )
         self.prefill_rows = PREFILL_ROWS[mode]
         self._step_row: torch.Tensor | None = None
+        self._member_packed: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         # Stacking the weights as fp32 is only needed to quantize them; a warm load from the cache skips it.
         self.from_cache = self._take_stored(stored or {}, self.out_features, self.in_features)
         if not self.from_cache:
@@ -293,6 +395,10 @@ class _QuantizedWeights:
                 self._set_int8(weight)
             else:
                 self._set_int4(weight)
+        if mode == "int4":
+            # The kernel's own packing of our codes, made here for this CPU; it is never read by hand or stored.
+            self.packed = _kernel_packing(self.codes)
+            self.nbytes += _bytes(self.packed)
         self.shared = len(linears) > 1
         self._input: torch.Tensor | None = None
         self._output: torch.Tensor | None = None
@@ -302,7 +408,6 @@ class _QuantizedWeights:
         than the weight-only kernel (0.54 vs 1.36 ms for the bundled model's head) for +0.1% perplexity."""
         self._served: set[int] = set()
         self._misses = 0
-        self._member_scales: dict[int, torch.Tensor] = {}
 
     # --- storing ---------------------------------------------------------------------------------------------
 
@@ -315,7 +420,7 @@ class _QuantizedWeights:
             }
         groups = columns // INT4_GROUP_SIZE
         return {
-            "packed": ((rows, columns // 2), torch.uint8),
+            "codes": ((rows, columns // 2), torch.uint8),
             "step_and_zero": ((groups, rows, 2), torch.bfloat16),
         }
 
@@ -348,13 +453,13 @@ class _QuantizedWeights:
         low = groups.amin(dim=-1, keepdim=True)
         high = groups.amax(dim=-1, keepdim=True)
         step = ((high - low) / 15.0).clamp(min=1e-10)
-        codes = torch.round((groups - low) / step).clamp_(0, 15).reshape(rows, columns).to(torch.int32)
+        codes = torch.round((groups - low) / step).clamp_(0, 15).reshape(rows, columns).to(torch.uint8)
         # The kernel computes (code - 8) * step + zero, so "zero" is the group's value at code 8.
         zero = low + 8 * step
         pairs = torch.stack([step.squeeze(-1), zero.squeeze(-1)], dim=-1)  # [rows, groups, 2]
         self.step_and_zero = pairs.transpose(0, 1).contiguous().to(torch.bfloat16)
-        self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 2)
-        self.nbytes = _bytes(self.packed) + _bytes(self.step_and_zero)
+        self.codes = _pack_nibbles(codes)
+        self.nbytes = _bytes(self.codes) + _bytes(self.step_and_zero)
 
     @property
     def step_row(self) -> torch.Tensor:
@@ -366,10 +471,7 @@ class _QuantizedWeights:
         """All rows as fp32, for long prompts (where an fp32 GEMM beats the few-row kernels)."""
         if self.mode == "int8":
             return self.qweight.float().mul_(self.step_column)
-        blocks = self.packed.view(self.out_features // INT4_BLOCK_ROWS, self.in_features, INT4_BLOCK_ROWS // 2)
-        # A byte holds row j (low nibble) and row j + 32 (high nibble) of a 64-row block, at one column.
-        nibbles = torch.stack([blocks & 15, blocks >> 4], dim=2)  # [block, column, half, 32]
-        codes = nibbles.permute(0, 2, 3, 1).reshape(self.out_features, self.in_features).float()
+        codes = _unpack_nibbles(self.codes).float()
         grouped = codes.view(self.out_features, -1, INT4_GROUP_SIZE)
         # The same bf16-rounded numbers the kernel uses: value = code * step + (zero - 8 * step).
         step_and_zero = self.step_and_zero.float().transpose(0, 1)  # [rows, groups, 2]
@@ -377,25 +479,58 @@ class _QuantizedWeights:
         low = step_and_zero[..., 1:2] - 8 * step
         return grouped.mul_(step).add_(low).view(self.out_features, self.in_features)
 
+    # --- checking ----------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def verify(self, originals: Sequence[torch.nn.Linear] = ()) -> str:
+        """Empty when every path of this group computes what its own weights say on this CPU; else why not.
+
+        A probe goes through the few-row kernel (one row and a few) and the long-prompt path, each compared with the
+        probe times the group's dequantized weights. Given the layers it was made from (not on a load from
+        the cache), the dequantized weights are also compared with theirs, which catches codes that were stored wrong.
+        """
+        generator = torch.Generator().manual_seed(1234)
+        probe = torch.randn((4, self.in_features), generator=generator)
+        try:
+            weights = self.dequantized()
+            reference = functional.linear(probe, weights, self.bias)
+            for path, rows in (("one-row kernel", 1), ("few-row kernel", 4), ("long-prompt path", 4)):
+                long_prompt = path == "long-prompt path"
+                result = self._many_rows(probe, weights) if long_prompt else self._few_rows(probe[:rows])
+                error = _relative_error(self._finish(result, probe, slice(None)).float(), reference[:rows])
+                if not error <= SELF_CHECK_TOLERANCE:  # also catches NaN
+                    return f"the {path} is off by {_percent(error)} on a probe"
+        except (RuntimeError, ValueError, MemoryError) as failure:
+            return f"the kernel failed: {failure}"
+        if originals and self.mode in ("int4", "int8"):
+            original = torch.cat([linear.weight.detach() for linear in originals]).float()
+            drift = _relative_error(weights, original)
+            if not drift <= WEIGHT_ERROR_BOUND[self.mode]:
+                return f"the stored weights are {_percent(drift)} off the model's"
+        return ""
+
     # --- computing -------------------------------------------------------------------------------------------
 
     def product(self, flat: torch.Tensor) -> torch.Tensor:
         """``flat @ W.T`` for all rows of the group, in the input's dtype."""
-        if flat.shape[0] > self.prefill_rows:
-            result = functional.linear(flat.float(), self.dequantized())
-        elif self.int8_activations:
+        result = self._many_rows(flat) if flat.shape[0] > self.prefill_rows else self._few_rows(flat)
+        return self._finish(result, flat, slice(None))
+
+    def _many_rows(self, flat: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """A long prompt: dequantize (unless ``weights`` already are) and run an fp32 GEMM."""
+        return functional.linear(flat.float(), self.dequantized() if weights is None else weights)
+
+    def _few_rows(self, flat: torch.Tensor) -> torch.Tensor:
+        """Decoding and short prompts: torch's quantized kernels, without the bias."""
+        if self.int8_activations:
             # Activations quantized per row (symmetric int8), then an int8 x int8 GEMM (VNNI where the CPU has it).
             activations = flat.float()
             activation_step = activations.abs().amax(dim=-1, keepdim=True).clamp_(min=1e-10) / 127.0
             codes = torch.round(activations / activation_step).to(torch.int8)
-            result = torch._int_mm(codes, self.qweight.t()).float().mul_(activation_step).mul_(self.step_row)
-        elif self.mode == "int8":
-            result = torch.ops.aten._weight_int8pack_mm(_bf16(flat), self.qweight, self.scale)
-        else:
-            result = torch.ops.aten._weight_int4pack_mm_for_cpu(
-                _bf16(flat), self.packed, INT4_GROUP_SIZE, self.step_and_zero
-            )
-        return self._finish(result, flat, slice(None))
+            return torch._int_mm(codes, self.qweight.t()).float().mul_(activation_step).mul_(self.step_row)
+        if self.mode == "int8":
+            return torch.ops.aten._weight_int8pack_mm(_bf16(flat), self.qweight, self.scale)
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(_bf16(flat), self.packed, INT4_GROUP_SIZE, self.step_and_zero)
 
     def output(self, member: int, inputs: torch.Tensor) -> torch.Tensor:
         """This member's part of ``inputs @ W.T``, shared with its siblings while they read the same tensor."""
@@ -430,12 +565,14 @@ class _QuantizedWeights:
         elif self.mode == "int8":
             result = torch.ops.aten._weight_int8pack_mm(_bf16(flat), self.qweight[rows], self.scale[rows])
             result = self._finish(result, flat, rows)
-        else:  # whole 64-row blocks of the packed weights belong to this member
-            if member not in self._member_scales:
-                self._member_scales[member] = self.step_and_zero[:, rows].contiguous()
-            result = torch.ops.aten._weight_int4pack_mm_for_cpu(
-                _bf16(flat), self.packed[rows], INT4_GROUP_SIZE, self._member_scales[member]
-            )
+        else:  # the member's own rows, packed by the kernel from our codes (never sliced out of its packing)
+            if member not in self._member_packed:
+                self._member_packed[member] = (
+                    _kernel_packing(self.codes[rows]),
+                    self.step_and_zero[:, rows].contiguous(),
+                )
+            packed, scales = self._member_packed[member]
+            result = torch.ops.aten._weight_int4pack_mm_for_cpu(_bf16(flat), packed, INT4_GROUP_SIZE, scales)
             result = self._finish(result, flat, rows)
         return result.reshape(*inputs.shape[:-1], self.sizes[member])
 
@@ -449,6 +586,32 @@ class _QuantizedWeights:
 
 def _whole_blocks(rows: slice) -> bool:
     return rows.start % INT4_BLOCK_ROWS == 0 and rows.stop % INT4_BLOCK_ROWS == 0
+
+
+def _pack_nibbles(codes: torch.Tensor) -> torch.Tensor:
+    """Codes 0..15 [rows, columns] as bytes [rows, columns / 2]: column 2i in the low nibble, 2i + 1 in the high."""
+    pairs = codes.view(codes.shape[0], -1, 2)
+    return (pairs[..., 0] | (pairs[..., 1] << 4)).contiguous()
+
+
+def _unpack_nibbles(packed: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`_pack_nibbles`: uint8 codes [rows, columns]."""
+    return torch.stack([packed & 15, packed >> 4], dim=-1).view(packed.shape[0], -1)
+
+
+def _kernel_packing(codes: torch.Tensor) -> torch.Tensor:
+    """Our codes in the layout torch's int4 kernel wants on this CPU, made by torch itself."""
+    return torch.ops.aten._convert_weight_to_int4pack_for_cpu(_unpack_nibbles(codes).to(torch.int32), 2)
+
+
+def _relative_error(result: torch.Tensor, reference: torch.Tensor) -> float:
+    """The norm of the difference over the norm of the reference; NaN when either holds a NaN."""
+    scale = float(reference.norm())
+    return float((result - reference).norm()) / max(scale, 1e-30)
+
+
+def _percent(error: float) -> str:
+    return "over 999%" if error > 9.99 else f"{error:.0%}"
 
 
 def _bf16(tensor: torch.Tensor) -> torch.Tensor:

@@ -88,7 +88,7 @@ class EngineSession:
             context_length=loaded.context_length,
             load_seconds=loaded.load_seconds,
             weights=loaded.weights,
-            note=loaded.quantization.note if loaded.quantization is not None else "",
+            note=self.engine.notes,
         )
 
     def run(

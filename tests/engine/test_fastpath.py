@@ -249,11 +249,44 @@ def test_chat_turns_reuse_the_cache_the_fast_step_filled(loaded_model: Any) -> N
 def test_an_engine_whose_fast_step_fails_decodes_through_the_forward(
     loaded_model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(self: FastDecoder, config: Any) -> None:
+    def broken(self: FastDecoder, token: int, cache: Any) -> torch.Tensor:
         raise RuntimeError("the scripted loop cannot run here")
 
-    monkeypatch.setattr(FastDecoder, "warm_up", broken)
+    monkeypatch.setattr(FastDecoder, "step", broken)
     engine = Engine(loaded_model)
     assert not engine.fast_decode
+    assert "fast decode step is off" in engine.notes and "cannot run here" in engine.notes
     text = engine.generate(Prompt(text="The sea was calm and"), SamplerSettings(temperature=0, max_new_tokens=8))
     assert text.strip()
+
+
+@pytest.mark.slow
+def test_a_fast_step_that_computes_other_scores_is_never_used(
+    loaded_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a TorchScript or kernel fault on some CPU would do: the load-time probe catches it, the text is right."""
+    real_step = FastDecoder.step
+
+    def wrong(self: FastDecoder, token: int, cache: Any) -> torch.Tensor:
+        scores = real_step(self, token, cache)
+        return scores.flip(-1)  # plausible numbers, wrong tokens
+
+    monkeypatch.setattr(FastDecoder, "step", wrong)
+    engine = Engine(loaded_model)
+    assert not engine.fast_decode
+    assert "self-check" in engine.decode_path and "differ from the model's own" in engine.notes
+    plain = Engine(loaded_model, fast_decode=False)
+    settings = SamplerSettings(temperature=0, max_new_tokens=16)
+    prompt = Prompt(text="The sea was calm and")
+    assert engine.generate(prompt, settings) == plain.generate(prompt, settings)
+
+
+def test_the_load_time_probe_passes_for_every_covered_family() -> None:
+    for model_type, overrides in (("llama", {}), ("qwen2", {}), ("mistral", {"sliding_window": None})):
+        for mode in ("none", "int8", "int4"):
+            model = tiny_model(model_type, **overrides)
+            quantize_model(model, mode)
+            for script in (True, False):
+                fast = FastDecoder.for_model(model, script=script)
+                assert fast is not None
+                assert fast.verify(model) == "", f"{model_type} {mode} script={script}"

@@ -385,6 +385,86 @@ def test_unknown_choice_names_the_valid_ones(requested: str) -> None:
     assert check_choice("") == "auto"
 
 
+# --- the self-check at load --------------------------------------------------------------------------------------
+
+
+def wrong_packing(codes: torch.Tensor) -> torch.Tensor:
+    """What a kernel that reads another CPU's layout sees: the right codes in the wrong places."""
+    return ORIGINAL_KERNEL_PACKING(codes.flip(0))
+
+
+ORIGINAL_KERNEL_PACKING = quantize._kernel_packing
+
+
+def assert_close_to(model: nn.Module, reference: nn.Module, bound: float) -> None:
+    for rows in (1, 5, PREFILL_ROWS["int4"] + 20):
+        inputs = torch.randn(rows, 64)
+        with torch.no_grad():
+            error = relative_error(model(inputs), reference(inputs))
+        assert error < bound, f"{rows} rows: relative error {error:.4f}"
+
+
+def test_int4_weights_whose_kernel_disagrees_fall_back_to_int8(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(quantize, "_kernel_packing", wrong_packing)
+    model = TinyLm(seed=21)
+    reference = copy.deepcopy(model)
+    report = quantize_model(model, "int4")
+    int4_groups = {fallback.group for fallback in report.fallbacks}
+    assert int4_groups == {"self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"}
+    assert all(fallback.failed == "int4" and fallback.runs_as == "int8" for fallback in report.fallbacks)
+    assert "kernel is off by" in report.fallbacks[0].reason
+    assert {module.group.mode for module in model.modules() if isinstance(module, QuantizedLinear)} == {"int8"}
+    assert "fell back" in report.note and "4 to int8" in report.note and report.capability in report.note
+    assert "4 groups fell back" in report.describe()
+    assert_close_to(model, reference, ERROR_BOUND["int8"])
+
+
+def test_groups_whose_every_kernel_disagrees_keep_full_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    def garbage(self: Any, flat: torch.Tensor) -> torch.Tensor:
+        return torch.randn(flat.shape[0], self.out_features)
+
+    monkeypatch.setattr(_QuantizedWeights, "_few_rows", garbage)
+    model = TinyLm(seed=22)
+    reference = copy.deepcopy(model)
+    report = quantize_model(model, "int4")
+    assert report.layers == 0 and not any(isinstance(module, QuantizedLinear) for module in model.modules())
+    assert "to full precision" in report.note
+    assert_close_to(model, reference, 1e-6)
+
+
+def test_a_kernel_that_raises_is_a_failed_check_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(self: Any, flat: torch.Tensor) -> torch.Tensor:
+        if self.mode == "int4":
+            raise RuntimeError("could not create a primitive")
+        return ORIGINAL_FEW_ROWS(self, flat)
+
+    monkeypatch.setattr(_QuantizedWeights, "_few_rows", crash)
+    model = TinyLm(seed=23)
+    report = quantize_model(model, "int4")
+    assert report.fallbacks and "could not create a primitive" in report.fallbacks[0].reason
+    assert report.layers == 8
+
+
+ORIGINAL_FEW_ROWS = _QuantizedWeights._few_rows
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_right_weights_pass_the_check_fresh_and_from_the_cache(tmp_path: Path, mode: str) -> None:
+    cache = tmp_path / f"{mode}.safetensors"
+    fresh = quantize_model(TinyLm(seed=24), mode, cache=cache)
+    again = quantize_model(TinyLm(seed=24), mode, cache=cache)
+    assert not fresh.fallbacks and not again.fallbacks and again.from_cache
+    assert fresh.note == again.note == ""
+
+
+def test_codes_stored_wrong_are_caught_against_the_models_own_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in our own packing (kernel and long-prompt path agree, both wrong) still fails the fresh check."""
+    real = quantize._pack_nibbles
+    monkeypatch.setattr(quantize, "_pack_nibbles", lambda codes: real(codes.flip(1)))
+    report = quantize_model(TinyLm(seed=25), "int4")
+    assert report.fallbacks and "off the model's" in report.fallbacks[0].reason
+
+
 # --- the cache of quantized weights -----------------------------------------------------------------------------
 
 
@@ -559,7 +639,9 @@ def test_bundled_model_loads_with_int4_weights_by_default(loaded_model: Any) -> 
     assert loaded_model.weights == "int4"
     assert report.mode == "int4" and report.requested == "auto" and report.note == ""
     assert report.layers == 211 and report.fused_groups == 60 and report.skipped == 0
-    assert report.weight_bytes_after < report.weight_bytes_before / 4
+    # int4 keeps two copies of its codes: torch's packing for this CPU, and our own layout for long prompts.
+    assert report.weight_bytes_after < report.weight_bytes_before / 3
+    assert report.fallbacks == [], "every weight group passed its self-check on this CPU"
     model = loaded_model.model
     attention = model.model.layers[0].self_attn
     assert attention.q_proj.group is attention.k_proj.group is attention.v_proj.group
