@@ -64,7 +64,7 @@ def main() -> None:
 
     text = STORY.read_text(encoding="utf-8")
     engines: dict[str, Engine] = {}
-    figures: dict[str, Any] = {}
+    figures: dict[str, Any] = {"torch_cpu_capability": str(torch.backends.cpu.get_cpu_capability())}
     for mode in MODES:
         load_model(device="cpu", quantize=mode)  # the first load of a mode writes its cache; time the next one
         loaded = load_model(device="cpu", quantize=mode)
