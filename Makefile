@@ -39,7 +39,7 @@ test-cpu-classes: setup
 	for capability in default avx2; do \
 		echo "== ATEN_CPU_CAPABILITY=$$capability"; \
 		ATEN_CPU_CAPABILITY=$$capability HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen \
-			$(PY) -m pytest -q -p no:cacheprovider $(CPU_CLASS_TESTS) || exit 1; \
+			$(PY) -m pytest -q -p no:cacheprovider -m "not long" $(CPU_CLASS_TESTS) || exit 1; \
 	done
 
 # CPU classes (bench/cpu_class.py): this machine as it is ("native") and, where the CPU has AVX-512, the AVX2 class

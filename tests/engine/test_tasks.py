@@ -50,6 +50,7 @@ def test_each_task_streams_non_empty_text(engine, name: str) -> None:
     assert stream.stats.new_tokens >= 1
 
 
+@pytest.mark.long
 def test_a_20000_word_text_is_summarized_in_parts(engine) -> None:
     """Far longer than the 8,192-token context: split, each part summarized, then the summaries combined."""
     topics = ["the harbour", "the old mill", "the winter festival", "the river flood", "the new school"]
