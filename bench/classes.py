@@ -65,13 +65,14 @@ def markdown(rows: list[dict[str, object]]) -> str:
         return "–" if value is None else str(value)
 
     head = ["decode tokens/s"] + [
-        f"{row['cpu_class']}: {row['cpu']}, torch {row['torch_cpu_capability']}, {row['threads']} threads"
+        f"{row['cpu_class']}: {row['cpu']}, torch {cell(row['torch_cpu_capability'])}, {row['threads']} threads"
         for row in rows
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, key in DECODE:
         if key == "llama_cpp_decode_tok_s":
-            label = "llama.cpp " + "/".join(sorted({str(row["llama_cpp_version"]) for row in rows}))
+            versions = sorted({str(row["llama_cpp_version"]) for row in rows if row["llama_cpp_version"]})
+            label = " ".join(["llama.cpp", *versions])
             values = [f"{cell(row[key])} ({cell(row['llama_cpp_simd'])} build)" for row in rows]
         else:
             values = [cell(row[key]) for row in rows]
@@ -93,7 +94,9 @@ def chart(rows: list[dict[str, object]], path: Path) -> None:
     for index, row in enumerate(rows):
         values = [float(row[key]) if isinstance(row[key], (int, float)) else 0.0 for _label, key in keys]
         positions = [position + index * width for position in range(len(keys))]
-        bars = axis.bar(positions, values, width, label=f"{row['cpu_class']} (torch {row['torch_cpu_capability']})")
+        bars = axis.bar(
+            positions, values, width, label=f"{row['cpu_class']} (torch {row['torch_cpu_capability'] or '?'})"
+        )
         axis.bar_label(bars, labels=[f"{value:.1f}" if value else "–" for value in values], fontsize=8)
     axis.set_xticks([position + width * (len(rows) - 1) / 2 for position in range(len(keys))])
     axis.set_xticklabels([label.replace(" (", "\n(").replace("Penwright ", "Penwright\n") for label, _ in keys])
