@@ -77,8 +77,11 @@ bench-gpu: setup
 # llama.cpp (llama-cpp-python 0.3.36, from source) for each CPU class, each in its own folder (.venv/llama-native:
 # -march=native, with AMX off on CPUs that have it, where llama.cpp's native build crashes; .venv/llama-avx2). The
 # wheels are cached under .venv/llama-wheels, so a rerun does not compile. LLAMA_CPP_SPEC picks another version.
+LLAMA_CPP_SPEC ?= llama-cpp-python==0.3.36
 bench-llama: setup
-	for class in $(CPU_CLASSES); do VENV=$(VENV) bash bench/build_llama.sh $$class || exit 1; done
+	for class in $(CPU_CLASSES); do \
+		VENV=$(VENV) LLAMA_CPP_SPEC="$(LLAMA_CPP_SPEC)" bash bench/build_llama.sh $$class || exit 1; \
+	done
 
 # llama.cpp alone, for each class: decode tokens/s, time to first token, and the features its build reports.
 bench-peers: bench-llama
