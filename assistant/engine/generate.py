@@ -77,6 +77,10 @@ class GenerationStats:
     """"eos" (the model ended), "stop" (a stop string), "length" (max_new_tokens), "cancelled"."""
     weights: str = ""
     """How the weights were stored: "int4", "int8" or a dtype such as "float32"."""
+    decoding: str = ""
+    """How single tokens were decoded: "fast step (TorchScript)", "the model's own forward", ..."""
+    notes: str = ""
+    """Why something runs slower than it could (a self-check that failed), in sentences; empty when nothing does."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -344,7 +348,11 @@ class Engine:
                 f"do not fit in this model's context of {self.context_length:,} tokens."
             )
         stats = GenerationStats(
-            load_s=self.loaded.load_seconds, prompt_tokens=len(prompt_ids), weights=self.loaded.weights
+            load_s=self.loaded.load_seconds,
+            prompt_tokens=len(prompt_ids),
+            weights=self.loaded.weights,
+            decoding=self.decode_path,
+            notes=self.notes,
         )
         self.last_stats = stats
         pieces = self._decode(prompt_ids, settings, cancel or CancelToken(), self._stops_for(prompt), stats)

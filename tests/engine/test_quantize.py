@@ -355,8 +355,37 @@ def test_mode_none_leaves_the_model_alone() -> None:
         ("INT8", "cpu", False, False, ("int8", "")),
     ],
 )
-def test_resolve_mode(requested: str, device: str, device_map: bool, four_bit: bool, expected: tuple) -> None:
+def test_resolve_mode(
+    requested: str, device: str, device_map: bool, four_bit: bool, expected: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(quantize, "kernel_timings", lambda: {"none": 0.6, "int8": 0.1, "int4": 0.07})  # AVX-512
     assert resolve_mode(requested, device, device_map, four_bit) == expected
+
+
+@pytest.mark.parametrize(
+    ("timings", "four_bit", "expected"),
+    [
+        ({"none": 0.14, "int8": 0.74, "int4": 2.2}, True, "none"),  # ATen's generic kernels (DEFAULT)
+        ({"none": 0.14, "int8": 0.74, "int4": 2.2}, False, "none"),
+        ({"none": 0.5, "int8": 0.6, "int4": 1.2}, True, "int8"),  # int4 slow, int8 not
+        ({"none": 0.55, "int8": 0.09, "int4": 0.11}, True, "int4"),  # AVX2: int4 is still taken for a 4-bit model
+        ({"none": 0.55, "int8": 0.09}, True, "int8"),  # no int4 kernel at all
+    ],
+)
+def test_auto_passes_over_kernels_slower_than_full_precision_here(
+    timings: dict[str, float], four_bit: bool, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(quantize, "kernel_timings", lambda: timings)
+    mode, note = resolve_mode("auto", "cpu", False, four_bit)
+    assert mode == expected
+    assert ("slower than full precision" in note) == (expected == "none")
+    assert resolve_mode("int4", "cpu", False, four_bit) == ("int4", ""), "an explicit choice is kept"
+
+
+def test_kernel_timings_are_measured_once_and_cover_every_mode() -> None:
+    timings = quantize.kernel_timings()
+    assert set(timings) == {"none", "int8", "int4"} and all(value > 0 for value in timings.values())
+    assert quantize.kernel_timings() == timings
 
 
 @pytest.mark.parametrize("requested", ["int8", "int4"])
