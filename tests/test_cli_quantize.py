@@ -35,6 +35,7 @@ def test_generate_stats_name_the_weights(cli_env, choice: str, weights: str) -> 
     assert result.stdout.decode().strip(), "the story goes on"
     stats = last_json_line(result.stderr)
     assert stats["weights"] == weights
+    assert stats["decoding"] == "fast step (TorchScript)" and stats["notes"] == "", "every self-check passed here"
     assert stats["new_tokens"] > 0 and stats["prompt_tokens"] > 30
     assert f"Preparing {weights} weights" in result.stderr.decode()
 

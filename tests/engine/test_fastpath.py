@@ -275,6 +275,9 @@ def test_a_fast_step_that_computes_other_scores_is_never_used(
     engine = Engine(loaded_model)
     assert not engine.fast_decode
     assert "self-check" in engine.decode_path and "differ from the model's own" in engine.notes
+    from assistant.engine.session import EngineSession
+
+    assert "fast decode step is off" in EngineSession(engine).describe().note, "the status bar says why"
     plain = Engine(loaded_model, fast_decode=False)
     settings = SamplerSettings(temperature=0, max_new_tokens=16)
     prompt = Prompt(text="The sea was calm and")
