@@ -219,13 +219,26 @@ def kernels_available() -> bool:
 
 
 def int8_matmul_works() -> bool:
-    """Whether ``torch._int_mm`` (int8 x int8 -> int32) runs here; it is the output head's fast path."""
+    """Whether ``torch._int_mm`` (int8 x int8 -> int32) runs here and is exact; it is the output head's fast path.
+
+    Exact matters: without VNNI (AVX2, AVX-512 before Cascade Lake) oneDNN multiplies through 16-bit pair sums that
+    saturate, so 127 x 127 x 64 gave 8,160 instead of 1,032,256 and real scores were off by up to 26%, while random
+    probes looked fine. So the worst case is probed on purpose, beside random codes; the head then takes the
+    weight-only int8 kernel instead.
+    """
     global _INT8_MATMUL_WORKS
     if _INT8_MATMUL_WORKS is None:
         try:
-            left = torch.ones((1, 64), dtype=torch.int8)
-            right = torch.ones((16, 64), dtype=torch.int8).t()
-            _INT8_MATMUL_WORKS = bool(torch._int_mm(left, right)[0, 0].item() == 64)
+            worst = torch._int_mm(
+                torch.full((1, 64), 127, dtype=torch.int8), torch.full((64, 16), 127, dtype=torch.int8)
+            )
+            generator = torch.Generator().manual_seed(0)
+            left = torch.randint(-127, 128, (3, 576), dtype=torch.int8, generator=generator)
+            right = torch.randint(-127, 128, (576, 64), dtype=torch.int8, generator=generator)
+            exact = (left.double() @ right.double()).to(torch.int64)
+            _INT8_MATMUL_WORKS = bool((worst == 127 * 127 * 64).all()) and torch.equal(
+                torch._int_mm(left, right).to(torch.int64), exact
+            )
         except (RuntimeError, AttributeError, NotImplementedError):
             _INT8_MATMUL_WORKS = False
     return _INT8_MATMUL_WORKS

@@ -494,6 +494,24 @@ def test_codes_stored_wrong_are_caught_against_the_models_own_weights(monkeypatc
     assert report.fallbacks and "off the model's" in report.fallbacks[0].reason
 
 
+def test_an_int8_matmul_that_saturates_is_not_used_for_the_head(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What oneDNN does without VNNI (AVX2): 16-bit pair sums saturate; random codes hide it, the worst case not."""
+    real = torch._int_mm
+
+    def saturating(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        return real(left, right).clamp(-(2**15), 2**15 - 1)
+
+    monkeypatch.setattr(torch, "_int_mm", saturating)
+    monkeypatch.setattr(quantize, "_INT8_MATMUL_WORKS", None)
+    assert not quantize.int8_matmul_works()
+    model = TinyLm(seed=26)
+    reference = copy.deepcopy(model)
+    quantize_model(model, "int4")
+    assert not model.lm_head.group.int8_activations, "the head takes the weight-only int8 kernel"
+    assert_close_to(model, reference, ERROR_BOUND["int4"])
+    monkeypatch.setattr(quantize, "_INT8_MATMUL_WORKS", None)
+
+
 # --- the cache of quantized weights -----------------------------------------------------------------------------
 
 
