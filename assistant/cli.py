@@ -43,6 +43,7 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_MODEL = 3
 EXIT_INTERRUPTED = 130
+STARTING_LIBRARIES = "Starting the AI libraries"  # the first stage load_model reports, while it imports
 
 
 # --- arguments -------------------------------------------------------------------------------------------------
@@ -236,8 +237,10 @@ class LoadProgress:
         self._stream = stream
         self._interactive = stream.isatty()
         self._bar: Any = None
+        self._stage: str | None = None
 
     def __call__(self, stage: str, fraction: float | None) -> None:
+        repeated, self._stage = stage == self._stage, stage
         if self._interactive:
             from tqdm import tqdm
 
@@ -249,13 +252,26 @@ class LoadProgress:
             self._bar.refresh()
             if fraction == 1.0:
                 self.close()
-        else:
+        elif not repeated:  # start_libraries and then load_model both say "Starting the AI libraries"
             print(f"penwright: {stage}", file=self._stream, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def start_libraries(progress: LoadProgress, requested: str | None = None) -> None:
+    """Import torch and transformers the fast way before loading (see ``assistant.engine.import_libraries``).
+
+    A model that is not there is said at once, not after the seconds the imports take.
+    """
+    from assistant.engine import import_libraries
+    from assistant.engine.models import resolve_source
+
+    resolve_source(requested)
+    progress(STARTING_LIBRARIES, None)
+    import_libraries()
 
 
 def load_engine(args: argparse.Namespace, err: TextIO) -> Engine:
@@ -270,6 +286,7 @@ def load_engine(args: argparse.Namespace, err: TextIO) -> Engine:
         )
     progress = LoadProgress(err)
     try:
+        start_libraries(progress, args.model)
         loaded = load_model(
             args.model,
             device=args.device,
@@ -454,6 +471,8 @@ def command_complete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         stats = {
             "load_s": round(engine.loaded.load_seconds, 3),
             "weights": engine.loaded.weights,
+            "decoding": engine.decode_path,
+            "notes": engine.notes,
             "prompt_tokens": result.prompt_tokens,
             "new_tokens": result.new_tokens,
             "first_text_ms": round(result.first_text_ms, 1),
@@ -490,6 +509,7 @@ def command_selftest(out: TextIO, err: TextIO) -> int:
     started = time.perf_counter()
     progress = LoadProgress(err)
     try:
+        start_libraries(progress)
         loaded = load_model(device="cpu", progress=progress)
     finally:
         progress.close()
@@ -503,6 +523,8 @@ def command_selftest(out: TextIO, err: TextIO) -> int:
     weights = loaded.quantization.describe() if loaded.quantization else f"{loaded.weights} weights"
     out.write(f"{'model:':<13}{loaded.name} ({loaded.source.location}), {weights}\n")
     out.write(f"{'decoding:':<13}{engine.decode_path}\n")
+    if engine.notes:  # a self-check that failed on this CPU: slower than it could be, never wrong
+        out.write(f"{'note:':<13}{engine.notes}\n")
     out.write(f"{'wrote:':<13}{text.strip()!r}\n")
     out.write(f"selftest ok in {time.perf_counter() - started:.1f} s\n")
     out.flush()
