@@ -60,6 +60,8 @@ activations about 0.01; a kernel that reads its weights in another layout is off
 WEIGHT_ERROR_BOUND = {"int8": 0.05, "int4": 0.35}
 """How far freshly quantized weights may be from the model's own (relative norm of the difference). Typical: int8
 0.005, int4 0.08 (0 for a 4-bit GGUF); a code or nibble order mix-up gives 0.5 and more."""
+CHECKED_ROWS = 384
+"""At most this many output rows of a group are compared in its load-time check."""
 FALLBACK = {"int4": "int8", "int8": "none"}
 """What a group whose products fail the self-check tries next; "none" keeps the model's own layers."""
 PREFILL_ROWS = {"int8": 32, "int4": 112}
@@ -544,17 +546,21 @@ class _QuantizedWeights:
             self._step_row = self.step_column.reshape(1, -1)
         return self._step_row
 
-    def dequantized(self) -> torch.Tensor:
-        """All rows as fp32, for long prompts (where an fp32 GEMM beats the few-row kernels)."""
+    def dequantized(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """All rows (or these rows) as fp32, for long prompts (where an fp32 GEMM beats the few-row kernels)."""
         if self.mode == "int8":
-            return self.qweight.float().mul_(self.step_column)
-        codes = _unpack_nibbles(self.codes).float()
-        grouped = codes.view(self.out_features, -1, INT4_GROUP_SIZE)
+            if rows is None:
+                return self.qweight.float().mul_(self.step_column)
+            return self.qweight[rows].float().mul_(self.step_column[rows])
+        codes = self.codes if rows is None else self.codes[rows]
+        count = codes.shape[0]
+        grouped = _unpack_nibbles(codes).float().view(count, -1, INT4_GROUP_SIZE)
         # The same bf16-rounded numbers the kernel uses: value = code * step + (zero - 8 * step).
-        step_and_zero = self.step_and_zero.float().transpose(0, 1)  # [rows, groups, 2]
+        scales = self.step_and_zero if rows is None else self.step_and_zero[:, rows]
+        step_and_zero = scales.float().transpose(0, 1)  # [rows, groups, 2]
         step = step_and_zero[..., 0:1]
         low = step_and_zero[..., 1:2] - 8 * step
-        return grouped.mul_(step).add_(low).view(self.out_features, self.in_features)
+        return grouped.mul_(step).add_(low).view(count, self.in_features)
 
     # --- checking ----------------------------------------------------------------------------------------------
 
@@ -565,22 +571,29 @@ class _QuantizedWeights:
         A probe goes through the few-row kernel (one row and a few) and the long-prompt path, each compared with the
         probe times the group's dequantized weights. Given the layers it was made from (not on a load from
         the cache), the dequantized weights are also compared with theirs, which catches codes that were stored wrong.
+        Large groups are compared on every k-th output row (at most CHECKED_ROWS of them): a kernel that reads
+        another layout scrambles rows everywhere, and a full check of every group cost seconds per load.
         """
         generator = torch.Generator().manual_seed(1234)
         probe = torch.randn((4, self.in_features), generator=generator)
+        rows = _checked_rows(self.out_features)
         try:
-            weights = self.dequantized()
-            reference = functional.linear(probe, weights, self.bias)
-            for path, rows in (("one-row kernel", 1), ("few-row kernel", 4), ("long-prompt path", 4)):
-                long_prompt = path == "long-prompt path"
-                result = self._many_rows(probe, weights) if long_prompt else self._few_rows(probe[:rows])
-                error = _relative_error(self._finish(result, probe, slice(None)).float(), reference[:rows])
+            weights = self.dequantized(rows)
+            bias = None if self.bias is None else self.bias[rows]
+            reference = functional.linear(probe, weights, bias)
+            for path, count in (("one-row kernel", 1), ("few-row kernel", 4), ("long-prompt path", 4)):
+                if path == "long-prompt path":
+                    result = self._many_rows(probe, weights)
+                else:
+                    result = self._few_rows(probe[:count])[:, rows]
+                result = result.float() if bias is None else result.float() + bias
+                error = _relative_error(result, reference[:count])
                 if not error <= SELF_CHECK_TOLERANCE:  # also catches NaN
                     return f"the {path} is off by {_percent(error)} on a probe"
-        except (RuntimeError, ValueError, MemoryError) as failure:
+        except (RuntimeError, ValueError, MemoryError, IndexError) as failure:
             return f"the kernel failed: {failure}"
         if originals and self.mode in ("int4", "int8"):
-            original = torch.cat([linear.weight.detach() for linear in originals]).float()
+            original = torch.cat([linear.weight.detach() for linear in originals])[rows].float()
             drift = _relative_error(weights, original)
             if not drift <= WEIGHT_ERROR_BOUND[self.mode]:
                 return f"the stored weights are {_percent(drift)} off the model's"
@@ -685,6 +698,14 @@ def _relative_error(result: torch.Tensor, reference: torch.Tensor) -> float:
     """The norm of the difference over the norm of the reference; NaN when either holds a NaN."""
     scale = float(reference.norm())
     return float((result - reference).norm()) / max(scale, 1e-30)
+
+
+def _checked_rows(count: int) -> torch.Tensor:
+    """Every row of a small group; evenly strided rows of a large one (all offsets within a 64-row block occur)."""
+    stride = max(1, -(-count // CHECKED_ROWS))
+    if stride > 1 and stride % 2 == 0:
+        stride += 1  # odd, so the rows visit every position inside the kernel's row blocks
+    return torch.arange(0, count, stride)
 
 
 def _percent(error: float) -> str:

@@ -448,6 +448,19 @@ def test_int4_weights_whose_kernel_disagrees_fall_back_to_int8(monkeypatch: pyte
     assert_close_to(model, reference, ERROR_BOUND["int8"])
 
 
+def test_a_large_group_is_checked_on_sampled_rows_and_still_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1,536 rows are checked on every 5th; a packing off by one row inside each 64-row block is still caught."""
+    linear = random_linear(128, 1536, bias=False)
+    assert _QuantizedWeights([linear], "int4").verify([linear]) == ""
+
+    def shifted_in_blocks(codes: torch.Tensor) -> torch.Tensor:
+        blocks = codes.view(-1, 64, codes.shape[1])
+        return ORIGINAL_KERNEL_PACKING(blocks.roll(1, dims=1).reshape(codes.shape))
+
+    monkeypatch.setattr(quantize, "_kernel_packing", shifted_in_blocks)
+    assert "kernel is off by" in _QuantizedWeights([linear], "int4").verify([linear])
+
+
 def test_groups_whose_every_kernel_disagrees_keep_full_precision(monkeypatch: pytest.MonkeyPatch) -> None:
     def garbage(self: Any, flat: torch.Tensor) -> torch.Tensor:
         return torch.randn(flat.shape[0], self.out_features)
