@@ -197,8 +197,9 @@ def load_model(
     source = resolve_source(requested)
     import_started = time.perf_counter()
     report("Starting the AI libraries", None)
-    import torch  # noqa: F401  (the import itself takes seconds; it is reported apart from the load)
-    import transformers  # noqa: F401
+    from assistant.engine import import_libraries
+
+    import_libraries()  # seconds, reported apart from the load; the GC paused and transformers' import table cached
 
     _import_model_code(source)
     started = time.perf_counter()
