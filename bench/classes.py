@@ -47,6 +47,7 @@ def summary(name: str, figures: dict[str, object]) -> dict[str, object]:
         "llama_cpp_simd": build.get("simd"),
         "llama_cpp_version": build.get("version"),
         "date": machine.get("date"),
+        "busy_machine": figures.get("busy_machine"),
     }
     for _label, key in DECODE:
         row[key] = figures.get(key)
@@ -78,7 +79,8 @@ def markdown(rows: list[dict[str, object]]) -> str:
             values = [cell(row[key]) for row in rows]
         lines.append("| " + " | ".join([label, *values]) + " |")
     lines.append("| " + " | ".join(["Penwright / llama.cpp", *[cell(row["vs_llama_cpp"]) for row in rows]]) + " |")
-    lines.append("| " + " | ".join(["run", *[cell(row["date"]) for row in rows]]) + " |")
+    runs = [cell(row["date"]) + (" (CPU shared with other work: noisy)" if row["busy_machine"] else "") for row in rows]
+    lines.append("| " + " | ".join(["run", *runs]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -92,7 +94,7 @@ def chart(rows: list[dict[str, object]], path: Path) -> None:
     width = 0.8 / len(rows)
     fig, axis = plt.subplots(figsize=(10, 4.5))
     for index, row in enumerate(rows):
-        values = [float(row[key]) if isinstance(row[key], (int, float)) else 0.0 for _label, key in keys]
+        values = [number if isinstance(number := row[key], (int, float)) else 0.0 for _label, key in keys]
         positions = [position + index * width for position in range(len(keys))]
         bars = axis.bar(
             positions, values, width, label=f"{row['cpu_class']} (torch {row['torch_cpu_capability'] or '?'})"

@@ -115,6 +115,13 @@ def describe(cpu_class: str) -> dict[str, object]:
     }
 
 
+def busy(*averages: list[float] | None) -> bool:
+    """True when any 1-minute load average given was above the core count: other work shared the CPU, and the
+    figures taken then say more about that work than about the engines (llama.cpp's spinning threads suffer most)."""
+    cores = os.cpu_count() or 1
+    return any(average is not None and average[0] > cores for average in averages)
+
+
 def load_average() -> list[float] | None:
     """The 1, 5 and 15 minute load averages: on a shared machine, figures taken above the core count are noise."""
     try:

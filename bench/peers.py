@@ -101,7 +101,8 @@ def main() -> None:
             "llama_cpp_decode_tok_s": round(statistics.median(speeds), 2),
             "llama_cpp_ttft_512_ms": round(min(ttfts), 1),
             "llama_cpp_decode_runs_tok_s": [round(speed, 2) for speed in speeds],
-            "llama_cpp_load_average_after": cpu_class.load_average(),
+            "llama_cpp_load_average_after": (after := cpu_class.load_average()),
+            "llama_cpp_busy_machine": cpu_class.busy(build["load_average"], after),  # type: ignore[arg-type]
             "llama_cpp_build": build,
         },
         sys.stdout,

@@ -238,6 +238,10 @@ def main() -> None:
     if not args.quick and not forced:
         figures["quality"] = run_json("eval.py")
     figures["load_average_after"] = cpu_class.load_average()  # beside machine.load_average, taken at the start
+    machine_info: dict[str, object] = figures["machine"]  # type: ignore[assignment]
+    figures["busy_machine"] = cpu_class.busy(machine_info.get("load_average"), figures["load_average_after"])  # type: ignore[arg-type]
+    if figures["busy_machine"]:
+        print("bench: WARNING: the load average was above the core count: other work shared the CPU", file=sys.stderr)
     name = "gpu" if on_gpu else cpu_class.results_stem(args.cpu_class)
     (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     chart(figures, RESULTS / f"{name}.png")
