@@ -34,7 +34,8 @@ def test_second_load_reuses_the_cached_conversion(loaded_model, session_profile:
     assert "quantization_config" not in json.loads((folder / "config.json").read_text())
     warm = load_model(device="cpu")
     assert warm.from_conversion_cache
-    assert warm.load_seconds < 2.0, f"a warm load took {warm.load_seconds:.2f} s"
+    # Converting again takes 18 s or more; a warm load, with the load-time self-checks of the int4 weights, ~1 s.
+    assert warm.load_seconds < 3.0, f"a warm load took {warm.load_seconds:.2f} s"
     assert not loaded_model.from_conversion_cache, "the session's first load converted the GGUF"
     kinds = {listing.kind for listing in list_models()}
     assert {"bundled", "conversion"} <= kinds
