@@ -116,10 +116,11 @@ def describe(cpu_class: str) -> dict[str, object]:
 
 
 def busy(*averages: list[float] | None) -> bool:
-    """True when any 1-minute load average given was above the core count: other work shared the CPU, and the
-    figures taken then say more about that work than about the engines (llama.cpp's spinning threads suffer most)."""
+    """True when any 1-minute load average given was above the core count plus one: beyond the benchmark's own
+    threads (one per core), other work shared the CPU, and the figures taken then say more about that work than
+    about the engines (llama.cpp's spinning threads suffer most)."""
     cores = os.cpu_count() or 1
-    return any(average is not None and average[0] > cores for average in averages)
+    return any(average is not None and average[0] > cores + 1 for average in averages)
 
 
 def load_average() -> list[float] | None:

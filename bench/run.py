@@ -241,7 +241,9 @@ def main() -> None:
     machine_info: dict[str, object] = figures["machine"]  # type: ignore[assignment]
     figures["busy_machine"] = cpu_class.busy(machine_info.get("load_average"), figures["load_average_after"])  # type: ignore[arg-type]
     if figures["busy_machine"]:
-        print("bench: WARNING: the load average was above the core count: other work shared the CPU", file=sys.stderr)
+        print(
+            "bench: WARNING: the load average was above the core count + 1: other work shared the CPU", file=sys.stderr
+        )
     name = "gpu" if on_gpu else cpu_class.results_stem(args.cpu_class)
     (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     chart(figures, RESULTS / f"{name}.png")
