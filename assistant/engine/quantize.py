@@ -147,18 +147,13 @@ def fastest_mode(preferred: str) -> tuple[str, str]:
     capability, no SIMD) is 4x slower than an fp32 GEMV, while on AVX2 and AVX-512 int4 is 5-9x faster.
     """
     timings = kernel_timings()
-    order = ["int4", "int8", "none"]
-    for mode in order[order.index(preferred) :]:
-        if mode == "none":
-            break
+    quantized = ["int4", "int8"]
+    for mode in quantized[quantized.index(preferred) :]:
         if timings.get(mode, float("inf")) <= SLOW_KERNEL_RATIO * timings["none"]:
             return mode, ""
-    capability = cpu_capability()
-    return mode, (
-        f"The quantized kernels are slower than full precision on this CPU ({capability}), so the weights run as "
-        "loaded."
-        if mode == "none"
-        else ""
+    return "none", (
+        f"The quantized kernels are slower than full precision on this CPU ({cpu_capability()}), so the weights "
+        "run as loaded."
     )
 
 
