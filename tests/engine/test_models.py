@@ -14,7 +14,9 @@ import pytest
 from assistant.core.errors import ModelError
 from assistant.core.prompts import Prompt
 from assistant.core.settings import SamplerSettings
-from assistant.engine.models import bundled_model_path, conversion_folder, list_models, load_model, resolve_source
+from assistant.engine.gguf import conversion_folder
+from assistant.engine.models import load_model
+from assistant.engine.sources import bundled_model_path, list_models, resolve_source
 
 
 def test_bundled_model_is_found_without_importing_its_package() -> None:

@@ -692,7 +692,8 @@ def chunked_perplexity(model: Any, ids: torch.Tensor, chunk: int = 16) -> float:
 
 @pytest.mark.slow
 def test_bundled_model_loads_with_int4_weights_by_default(loaded_model: Any) -> None:
-    from assistant.engine.models import bundled_model_path, gguf_file_type
+    from assistant.engine.gguf import gguf_file_type
+    from assistant.engine.sources import bundled_model_path
 
     assert gguf_file_type(bundled_model_path()) == 3, "the bundled GGUF is Q4_1"
     report = loaded_model.quantization
