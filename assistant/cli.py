@@ -31,6 +31,7 @@ from assistant.core.prompts import (
     Prompt,
     RewriteRequest,
     StoryRequest,
+    SummaryRequest,
     TranslateRequest,
 )
 from assistant.core.settings import QUANTIZE_CHOICES, SamplerSettings
@@ -180,8 +181,6 @@ def read_input(source: str, stdin: Any = None, max_bytes: int = MAX_TEXT_BYTES) 
 
 def build_request(args: argparse.Namespace, text: str | None) -> TaskRequest:
     """The task request from the command line: ``--input`` gives the text, ``--prompt`` the text or the ask."""
-    from assistant.engine.tasks import SummaryRequest
-
     prompt = args.prompt
     main_text = text if text is not None else prompt
     task = args.task

@@ -100,7 +100,8 @@ def main() -> None:
     figures["engine_vs_raw"] = round(figures["end_to_end_tok_s"] / figures["raw_generate_tok_s"], 3)
 
     if not args.quick:
-        from assistant.engine.tasks import SummaryRequest, run_task
+        from assistant.core.prompts import SummaryRequest
+        from assistant.engine.tasks import run_task
 
         paragraphs = [
             f"In chapter {index}, the villagers of Wrenmouth talked again about the harbour, the mill and the "

@@ -73,11 +73,11 @@ def perplexity(engine: object, text: str, window: int = 1024) -> float:
 
 
 def main() -> None:
-    from assistant.core.prompts import PoemRequest, StoryRequest
+    from assistant.core.prompts import PoemRequest, StoryRequest, SummaryRequest
     from assistant.core.settings import SamplerSettings
     from assistant.engine.generate import Engine
     from assistant.engine.models import load_model
-    from assistant.engine.tasks import SummaryRequest, run_task
+    from assistant.engine.tasks import run_task
 
     engine = Engine(load_model(device=bench_device()))
     report: dict[str, float] = {"perplexity": round(perplexity(engine, (DATA / "story.txt").read_text("utf-8")), 3)}

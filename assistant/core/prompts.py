@@ -186,6 +186,17 @@ def build_poem(request: PoemRequest, measure: PromptMeasure) -> Prompt:
 # --- summary ---------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SummaryRequest:
+    """A text of any length to summarize; the engine summarizes a text longer than the context in parts."""
+
+    text: str
+    chunk_tokens: int = 2048
+    """Largest part summarized in one go; small models summarize short parts better, and prefill is faster."""
+    part_summary_tokens: int = 160
+    """Most tokens each part's summary may take before the summaries are combined."""
+
+
 def build_summary(text: str, measure: PromptMeasure) -> Prompt:
     """The prompt for one piece that fits; longer texts go through the engine's chunked summary."""
     _require_text(text, "The text to summarize")

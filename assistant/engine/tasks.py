@@ -13,6 +13,7 @@ from assistant.core.prompts import (
     Prompt,
     RewriteRequest,
     StoryRequest,
+    SummaryRequest,
     TranslateRequest,
     build_chat,
     build_code,
@@ -26,17 +27,6 @@ from assistant.core.prompts import (
 )
 from assistant.core.settings import SamplerSettings
 from assistant.engine.generate import CancelToken, Engine, GenerationStats, TextStream
-
-
-class SummaryRequest:
-    """A text of any length to summarize; texts longer than the context are summarized in parts."""
-
-    def __init__(self, text: str, chunk_tokens: int = 2048, part_summary_tokens: int = 160) -> None:
-        self.text = text
-        self.chunk_tokens = chunk_tokens
-        """Largest part summarized in one go; small models summarize short parts better, and prefill is faster."""
-        self.part_summary_tokens = part_summary_tokens
-
 
 TaskRequest = (
     StoryRequest | PoemRequest | SummaryRequest | RewriteRequest | TranslateRequest | CodeRequest | ChatRequest

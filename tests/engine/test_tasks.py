@@ -10,10 +10,11 @@ from assistant.core.prompts import (
     PoemRequest,
     RewriteRequest,
     StoryRequest,
+    SummaryRequest,
     TranslateRequest,
 )
 from assistant.core.settings import SamplerSettings
-from assistant.engine.tasks import SummaryRequest, run_task
+from assistant.engine.tasks import run_task
 
 SETTINGS = SamplerSettings(max_new_tokens=32, seed=7)
 

@@ -13,9 +13,8 @@ from PySide6.QtGui import QGuiApplication, QTextCursor
 from PySide6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QLabel, QLineEdit, QPushButton, QTextEdit
 
 from assistant.core.errors import ModelError
-from assistant.core.prompts import PoemRequest, RewriteRequest, StoryRequest, TranslateRequest
+from assistant.core.prompts import PoemRequest, RewriteRequest, StoryRequest, SummaryRequest, TranslateRequest
 from assistant.core.settings import AppSettings, SamplerSettings
-from assistant.engine.tasks import SummaryRequest
 from assistant.gui.panes.editor import EditorPane
 from assistant.gui.worker import AiClient
 

@@ -40,10 +40,10 @@ from assistant.core.prompts import (
     PoemRequest,
     RewriteRequest,
     StoryRequest,
+    SummaryRequest,
     TranslateRequest,
 )
 from assistant.core.settings import AppSettings
-from assistant.engine.tasks import SummaryRequest
 from assistant.gui.panes.base import Pane
 from assistant.gui.panes.ghost_text import GhostTextController
 from assistant.gui.worker import AiClient, AiJob
