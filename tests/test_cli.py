@@ -40,6 +40,28 @@ def test_generate_streams_text_and_prints_stats(cli_env, tmp_path: Path) -> None
     assert again.stdout == result.stdout, "the same seed gives the same story"
 
 
+@pytest.mark.slow
+def test_summary_stats_count_the_prefill_of_every_part_and_name_the_weights(cli_env, tmp_path: Path) -> None:
+    """A summary runs the model once per part and once to combine; --stats adds them up, as for a single call."""
+    report = tmp_path / "report.txt"
+    paragraphs = [
+        f"In week {index}, the committee reviewed the budget for the harbour, the bridge and the library. "
+        f"Costs rose by {index % 7 + 2} percent, and the members agreed to delay the library until spring."
+        for index in range(90)
+    ]
+    report.write_text("\n\n".join(paragraphs), encoding="utf-8")
+    args = ["generate", "--task", "summary", "--input", str(report), "--max-new-tokens", "16", "--temperature", "0"]
+    result = penwright(*args, "--stats", env=cli_env)
+    assert result.returncode == 0, result.stderr.decode()
+    err = result.stderr.decode()
+    assert "Summarizing part 2 of" in err, "the text is long enough to be summarized in parts"
+    stats = json.loads(err.strip().splitlines()[-1])
+    # Each part's text is new to the KV cache, so the parts alone prefill more than one part (2,048 tokens) holds.
+    assert 2048 < stats["prefill_tokens"] <= stats["prompt_tokens"]
+    assert stats["weights"] in {"int4", "int8", "float32", "bfloat16"}, stats
+    assert stats["decoding"] and stats["new_tokens"] > 0
+
+
 def test_generate_reads_stdin(cli_env) -> None:
     result = penwright(
         "generate", "--task", "translate", "--language", "Spanish", "--input", "-", "--max-new-tokens", "16",

@@ -77,7 +77,13 @@ def summarize(
     """Map-reduce summary: split into parts that fit, summarize each, then summarize the summaries."""
     build_summary(request.text[:200], engine.measure(settings.max_new_tokens))  # fails early on empty input
     report = progress or (lambda _message, _fraction: None)
-    stats = GenerationStats(load_s=engine.loaded.load_seconds)
+    # One record for all the model calls: what describes the engine is copied, the counters are summed (_add).
+    stats = GenerationStats(
+        load_s=engine.loaded.load_seconds,
+        weights=engine.loaded.weights,
+        decoding=engine.decode_path,
+        notes=engine.notes,
+    )
     part_settings = replace(settings, max_new_tokens=min(settings.max_new_tokens, request.part_summary_tokens))
     room = min(summary_room(engine.measure(part_settings.max_new_tokens)), request.chunk_tokens)
 
@@ -139,8 +145,11 @@ def _stream_into(stream: TextStream, stats: GenerationStats) -> Iterator[str]:
 
 
 def _add(total: GenerationStats, part: GenerationStats) -> None:
+    """Count one model call into the summary's totals: a counter not summed here would read 0 in ``--stats``."""
     total.prompt_tokens += part.prompt_tokens
+    total.prefill_tokens += part.prefill_tokens
     total.new_tokens += part.new_tokens
     total.total_s += part.total_s
+    total.weights, total.decoding, total.notes = part.weights, part.decoding, part.notes  # as the calls ran
     if not total.ttft_ms:
         total.ttft_ms = part.ttft_ms

@@ -49,6 +49,8 @@ def test_each_task_streams_non_empty_text(engine, name: str) -> None:
     assert text.strip(), f"{name} produced no text"
     assert "<|im_end|>" not in text and "<|im_start|>" not in text, "no special tokens reach the user"
     assert stream.stats.new_tokens >= 1
+    assert 0 < stream.stats.prefill_tokens <= stream.stats.prompt_tokens, "a summary's stats count its prefill too"
+    assert stream.stats.weights == engine.loaded.weights and stream.stats.decoding == engine.decode_path
 
 
 @pytest.mark.long
