@@ -531,7 +531,7 @@ def command_selftest(out: TextIO, err: TextIO) -> int:
 
 
 def command_desktop_entry(install: bool, out: TextIO) -> int:
-    from assistant.desktop import install_desktop_entry, uninstall_desktop_entry
+    from assistant.desktop_entry import install_desktop_entry, uninstall_desktop_entry
 
     if install:
         for path in install_desktop_entry():

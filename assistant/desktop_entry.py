@@ -1,4 +1,4 @@
-"""Linux desktop integration for the current user: the .desktop entry, AppStream metainfo and icons.
+"""Installs Penwright in this user's application menu on Linux: the .desktop entry, AppStream metainfo, icons.
 
 Files go where freedesktop.org desktops look (``$XDG_DATA_HOME``, by default ``~/.local/share``), so Penwright
 shows up in the application menu with its icon. No Qt here: this runs from the command line.

