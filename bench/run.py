@@ -1,8 +1,9 @@
 """Runs every benchmark in one go and writes ``bench/results/latest.json`` and the chart ``latest.png``.
 
 All figures come from one run on one machine, so they compare as ratios. Each part runs in its own process (a
-cold model load needs a fresh cache; the GUI needs its own QApplication). A part that fails stops the run with its
-name: no figure is written in its place.
+cold model load needs a fresh cache; the GUI needs its own QApplication). A part that crashes, hangs
+(``PART_TIMEOUT_S``) or prints no figures stops the run with exit status 1, its name and the end of its stderr:
+no figure, and no zero, is written in its place.
 
 CPU classes (``bench/cpu_class.py``): ``--cpu-class native`` (the default) is this machine as it is, against the
 llama.cpp built for it; ``--cpu-class avx2`` holds torch, oneDNN and MKL to AVX2 (environment set before torch
@@ -32,19 +33,50 @@ BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 
 
-def run_json(script: str, *args: str, env: dict[str, str] | None = None) -> dict[str, object]:
-    print(f"bench: {script} {' '.join(args)}", file=sys.stderr, flush=True)
-    result = subprocess.run(
-        [sys.executable, str(BENCH / script), *args], capture_output=True, text=True, env=env, check=False
-    )
+PART_TIMEOUT_S = 1800
+"""Longest a part may run (the longest, the 20,000-word summary and eval.py, take minutes); a hung part fails."""
+STDERR_TAIL_LINES = 25
+
+
+class PartFailed(SystemExit):
+    """A benchmark part that crashed, hung or printed no figures: the run stops with exit status 1 and says which
+    part and why, so a broken part can never turn into zeros in the JSON or the chart."""
+
+    def __init__(self, part: str, reason: str, stderr: str = "") -> None:
+        tail = "\n".join(stderr.rstrip().splitlines()[-STDERR_TAIL_LINES:])
+        message = f"bench: {part} {reason}; nothing written"
+        if tail:
+            message += f"\n--- the end of {part}'s stderr ---\n{tail}"
+        super().__init__(message)
+        self.part = part
+
+
+def run_part(part: str, command: list[str], env: dict[str, str] | None = None, timeout: float = PART_TIMEOUT_S) -> str:
+    """Run one part in its own process and return its stdout; raise PartFailed if it fails or hangs."""
+    print(f"bench: {part}", file=sys.stderr, flush=True)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as error:
+        stderr = error.stderr.decode("utf-8", "replace") if isinstance(error.stderr, bytes) else error.stderr or ""
+        raise PartFailed(part, f"did not finish in {timeout:.0f} s", stderr) from None
     if result.returncode != 0:
-        print(result.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"bench: {script} failed (exit status {result.returncode}); nothing written")
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+        raise PartFailed(part, f"failed (exit status {result.returncode})", result.stderr)
+    return result.stdout
+
+
+def run_json(script: str | Path, *args: str, env: dict[str, str] | None = None) -> dict[str, object]:
+    """The figures a part prints as its last JSON line (``script`` is relative to bench/, or a full path)."""
+    part = " ".join([Path(script).name, *args])
+    stdout = run_part(part, [sys.executable, str(BENCH / script), *args], env=env)
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if not lines:
-        print(result.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"bench: {script} printed no figures; nothing written")
-    figures: dict[str, object] = json.loads(lines[-1])
+        raise PartFailed(part, "printed no figures")
+    try:
+        figures = json.loads(lines[-1])
+    except ValueError as error:
+        raise PartFailed(part, f"printed figures that are not JSON ({error})") from None
+    if not isinstance(figures, dict):
+        raise PartFailed(part, "printed figures that are not a JSON object")
     return figures
 
 
@@ -68,11 +100,11 @@ def cold_load_seconds(device: str) -> float:
     with tempfile.TemporaryDirectory() as profile:
         env = dict(os.environ, PENWRIGHT_PROFILE=profile)
         probe = f"from assistant.engine.models import load_model; print(load_model(device={device!r}).load_seconds)"
-        output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=False)
-        if output.returncode != 0:
-            print(output.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"bench: cold load failed (exit status {output.returncode}); nothing written")
-        return round(float(output.stdout.strip().splitlines()[-1]), 2)
+        stdout = run_part("cold load", [sys.executable, "-c", probe], env=env)
+        try:
+            return round(float(stdout.strip().splitlines()[-1]), 2)
+        except (IndexError, ValueError):
+            raise PartFailed("cold load", f"printed no load time ({stdout.strip()[-200:]!r})") from None
 
 
 def machine(cpu_class_name: str) -> dict[str, object]:
@@ -223,7 +255,10 @@ def main() -> None:
         figures.update(run_json("gui_startup.py", "--runs", "3"))
         figures.update(run_json("gui_stall.py", env=dict(os.environ, QT_QPA_PLATFORM="offscreen")))
         figures.update(run_json("inline_latency.py"))
-        figures.update(run_json("gui_inline.py", env=dict(os.environ, QT_QPA_PLATFORM="offscreen")))
+        gui_inline = run_json("gui_inline.py", env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+        if not number(gui_inline, "gui_inline_samples"):  # its percentiles of no samples read 0 ms
+            raise PartFailed("gui_inline.py", "saw no suggestion at all")
+        figures.update(gui_inline)
     if not on_gpu:
         # The llama.cpp of the same class, in the same run: .venv/llama-<class> (make bench-peers builds it).
         peers = run_json("peers.py", "--cpu-class", args.cpu_class)
