@@ -120,8 +120,18 @@ class EngineWorker(QObject):
         if cancel.cancelled or self._session is None:
             self.finished.emit(job_id, {"finish_reason": "cancelled", "new_tokens": 0})
             return
+        last_emit = -BATCH_SECONDS
+
+        def on_text(text: str) -> None:
+            # Whole texts, at most one per batch interval: the final one comes with ``finished`` anyway.
+            nonlocal last_emit
+            now = time.perf_counter()
+            if now - last_emit >= BATCH_SECONDS:
+                last_emit = now
+                self.suggestion.emit(job_id, text)
+
         try:
-            result = self._session.suggest(request, cancel, lambda text: self.suggestion.emit(job_id, text))
+            result = self._session.suggest(request, cancel, on_text)
         except PenwrightError as error:
             self.failed.emit(job_id, str(error))
             return
@@ -179,7 +189,11 @@ class AiJob(QObject):
         self._client._forget(self.id)
 
     def release(self) -> None:
-        """The pane is done with this job: drop it if it still runs, and free the object."""
+        """The pane is done with this job: drop it if it still runs, and free the object (and the text it holds).
+
+        A job is a child of the client, so one that is never released lives (with its whole answer) until the app
+        quits: panes run jobs through :class:`assistant.gui.jobs.JobRunner`, which releases every job it started.
+        """
         if not self.done:
             self.discard()
         self.deleteLater()
@@ -335,18 +349,22 @@ class AiClient(QObject):
 
     @Slot(int, object)
     def _on_finished(self, job_id: int, stats: dict[str, Any]) -> None:
-        job = self._jobs.pop(job_id, None)
+        job = self._jobs.get(job_id)
+        if job is not None:
+            # The job counts as running until its listeners have seen it end: the last text it writes into a
+            # document still belongs to it (inline suggestions wait, as they do for the rest of its text).
+            job.done = True
+            job.finished.emit(stats)
+        self._jobs.pop(job_id, None)
         if stats.get("tok_s") and not (job is not None and job.inline):
             self.speedChanged.emit(float(stats["tok_s"]))
         self._update_idle_state()
-        if job is not None:
-            job.done = True
-            job.finished.emit(stats)
 
     @Slot(int, str)
     def _on_failed(self, job_id: int, message: str) -> None:
-        job = self._jobs.pop(job_id, None)
-        self._update_idle_state()
+        job = self._jobs.get(job_id)
         if job is not None:
             job.done = True
             job.failed.emit(message)
+        self._jobs.pop(job_id, None)
+        self._update_idle_state()

@@ -53,8 +53,9 @@ from assistant.core.history import ROLE_NAMES, ChatHistory, HistoryError, close_
 from assistant.core.languages import language_by_name
 from assistant.core.prompts import ChatRequest, CodeRequest, default_system_prompt
 from assistant.core.settings import AppSettings
+from assistant.gui.jobs import JobRunner
 from assistant.gui.panes.base import Pane
-from assistant.gui.worker import AiClient, AiJob
+from assistant.gui.worker import AiClient
 
 RENDER_INTERVAL_MS = 100
 """The streaming answer is re-rendered at most this often: smooth to read, cheap for the event loop."""
@@ -173,7 +174,12 @@ class ChatPane(Pane):
         self.conversation_id: int | None = None
         """The shown conversation's id, or None for a new chat that has no message yet."""
         self._messages: list[dict[str, str]] = []
-        self._job: AiJob | None = None
+        self._jobs = JobRunner(client, self)
+        self._jobs.textArrived.connect(self._on_text)
+        self._jobs.progress.connect(self.statusMessage)
+        self._jobs.finished.connect(self._on_finished)
+        self._jobs.failed.connect(self._on_failed)
+        self._jobs.busyChanged.connect(self.busyChanged)
         self._job_conversation_id: int | None = None
         self._answer = ""
         self._tail_start = 0
@@ -331,7 +337,7 @@ class ChatPane(Pane):
     @property
     def busy(self) -> bool:
         """True while an answer is being written."""
-        return self._job is not None
+        return self._jobs.busy
 
     @property
     def messages(self) -> list[dict[str, str]]:
@@ -340,8 +346,7 @@ class ChatPane(Pane):
 
     def stop(self) -> None:
         """Stop the answer; what it wrote so far is kept and saved once the worker confirms."""
-        if self._job is not None:
-            self._job.stop()
+        self._jobs.stop()
 
     def apply_settings(self, settings: AppSettings) -> None:
         old_default = self._default_system_prompt()
@@ -369,7 +374,7 @@ class ChatPane(Pane):
         text = self._input.toPlainText().strip("\n").rstrip()
         if not text.strip():
             return
-        if self._job is not None:
+        if self._jobs.busy:
             self.statusMessage.emit("Wait for the answer to finish, or press Stop.")
             return
         self._input.clear()
@@ -383,9 +388,10 @@ class ChatPane(Pane):
         if last_user is None:
             self.statusMessage.emit("There is no message to answer yet.")
             return
-        self._abandon_answer(keep_partial=False)
-        self._truncate(last_user + 1)
-        self._start_answer(ChatRequest(self.messages, system_prompt=self._system_prompt_input.text()))
+        with self._jobs.replacing():  # busy throughout, no False/True flicker
+            self._abandon_answer(keep_partial=False)
+            self._truncate(last_user + 1)
+            self._start_answer(ChatRequest(self.messages, system_prompt=self._system_prompt_input.text()))
 
     def edit_last(self) -> None:
         """Put the last message back in the box and remove it and its answer, so the user can change and resend."""
@@ -444,12 +450,14 @@ class ChatPane(Pane):
         if not code.strip():
             self.statusMessage.emit("Select some code to explain.")
             return
-        self._abandon_answer(keep_partial=True)
         known = language_by_name(language) if language.strip() else None
         intro = f"Explain this {known.name} code:" if known else "Explain this code:"
         fence = code_fence_for(code)
-        self._add_message("user", f"{intro}\n\n{fence}{known.fence if known else ''}\n{code.strip(chr(10))}\n{fence}")
-        self._start_answer(CodeRequest(code, mode="explain", language=language.strip() or None))
+        question = f"{intro}\n\n{fence}{known.fence if known else ''}\n{code.strip(chr(10))}\n{fence}"
+        with self._jobs.replacing():
+            self._abandon_answer(keep_partial=True)
+            self._add_message("user", question)
+            self._start_answer(CodeRequest(code, mode="explain", language=language.strip() or None))
 
     def rename_conversation(self, conversation_id: int, title: str) -> None:
         try:
@@ -507,37 +515,18 @@ class ChatPane(Pane):
     def _start_answer(self, request: ChatRequest | CodeRequest) -> None:
         self._answer = ""
         self._job_conversation_id = self.conversation_id
-        job = self.client.start(request, self.settings.sampler)
-        self._job = job
-        job.chunk.connect(self._on_chunk)
-        job.progress.connect(self._on_progress)
-        job.finished.connect(self._on_finished)
-        job.failed.connect(self._on_failed)
+        self._jobs.start(request, self.settings.sampler)
         self._render_answer()
         self._update_controls()
-        self.busyChanged.emit(True)
-
-    def _is_current(self, sender: object) -> bool:
-        """Only the running job may change the view; anything else is a stale leftover."""
-        return sender is not None and sender is self._job
 
     @Slot(str)
-    def _on_chunk(self, text: str) -> None:
-        if not self._is_current(self.sender()):
-            return
+    def _on_text(self, text: str) -> None:
         self._answer += text
         if not self._render_timer.isActive():
             self._render_timer.start()
 
-    @Slot(str)
-    def _on_progress(self, stage: str) -> None:
-        if self._is_current(self.sender()):
-            self.statusMessage.emit(stage)
-
     @Slot(object)
     def _on_finished(self, stats: dict[str, Any]) -> None:
-        if not self._is_current(self.sender()):
-            return
         stopped = stats.get("finish_reason") == "cancelled"
         kept = self._end_answer()
         if stopped:
@@ -548,18 +537,15 @@ class ChatPane(Pane):
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
-        if not self._is_current(self.sender()):
-            return
         kept = self._end_answer()
         self._render_tail(f"**{ROLE_NAMES['assistant']}**\n\n*{message}*\n")  # shown, never saved
         self.statusMessage.emit(message)
         self.answerFinished.emit(kept)
 
     def _end_answer(self) -> str:
-        """The job is over: save and show what it wrote (empty answers are not saved) and unlock the controls."""
+        """The job is over (the runner released it): save and show what it wrote (empty answers are not saved)."""
         self._render_timer.stop()
         text = self._answer.strip()
-        self._job = None
         if text:
             self._store_answer(text)
             self._render_tail(message_markdown("assistant", text))
@@ -568,17 +554,14 @@ class ChatPane(Pane):
         else:
             self._render_tail("")
         self._update_controls()
-        self.busyChanged.emit(False)
         return text
 
     def _abandon_answer(self, keep_partial: bool) -> None:
         """Drop the running job so nothing more of it arrives; optionally keep (save) what it wrote."""
-        job = self._job
-        if job is None:
+        if not self._jobs.busy:
             return
-        self._job = None
         self._render_timer.stop()
-        job.discard()
+        self._jobs.discard()
         text = self._answer.strip()
         if keep_partial and text:
             self._store_answer(text)
@@ -587,7 +570,6 @@ class ChatPane(Pane):
         else:
             self._render_tail("")
         self._update_controls()
-        self.busyChanged.emit(False)
 
     def _store_answer(self, text: str) -> None:
         """Save an answer in the conversation it was asked in (always the shown one: switching abandons)."""
@@ -715,7 +697,7 @@ class ChatPane(Pane):
 
     @Slot()
     def _render_answer(self) -> None:
-        if self._job is not None:
+        if self._jobs.busy:
             self._render_tail(message_markdown("assistant", self._answer))
 
     def _render_tail(self, markdown: str, scroll_to_end: bool = False) -> None:
@@ -742,7 +724,7 @@ class ChatPane(Pane):
             bar.setValue(bar.maximum())
 
     def _update_controls(self) -> None:
-        busy = self._job is not None
+        busy = self._jobs.busy
         has_question = self._last_index("user") is not None
         has_answer = self._last_index("assistant") is not None
         can_export = self.conversation_id is not None and bool(self._messages)
