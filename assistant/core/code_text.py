@@ -1,132 +1,60 @@
-"""Pure text logic of the code pane (no Qt): guessing a snippet's language, where a streamed completion ends,
-pulling code out of a fenced answer, and shaping a fix like the text it replaces."""
+"""Pure text logic of the code pane (no Qt): pulling code out of a fenced answer and shaping a fix like the text it
+replaces.
+
+Where a completion ends is :mod:`assistant.core.completion_rules`; guessing a language is
+:func:`assistant.core.languages.guess_language`. The names below that point there are kept for the GUI until it
+imports them from their new homes (``completion_extent`` and ``guess_code_language`` are deprecated).
+"""
 
 from __future__ import annotations
 
 import difflib
 import os
-import re
 
-from assistant.core.languages import guess_language
+from assistant.core.completion_rules import TAB_WIDTH, Cursor, cut, indent_width, leading_whitespace
+from assistant.core.languages import COMMON_LANGUAGES, GUESS_SAMPLE_CHARS, guess_language
 
-TAB_WIDTH = 4
-GUESS_SAMPLE_CHARS = 4000
-
-LANGUAGE_CHOICES: tuple[tuple[str, str], ...] = (
-    ("Python", "python"), ("JavaScript", "javascript"), ("TypeScript", "typescript"), ("C", "c"), ("C++", "cpp"),
-    ("C#", "csharp"), ("Rust", "rust"), ("Go", "go"), ("Java", "java"), ("Kotlin", "kotlin"), ("Swift", "swift"),
-    ("Ruby", "ruby"), ("PHP", "php"), ("HTML", "html"), ("CSS", "css"), ("JSON", "json"), ("YAML", "yaml"),
-    ("TOML", "toml"), ("Markdown", "markdown"), ("Shell", "bash"), ("SQL", "sql"), ("Plain text", "text"),
-)  # fmt: skip
+LANGUAGE_CHOICES = COMMON_LANGUAGES
 """The languages offered by hand in the language box: (label, Pygments alias)."""
 
-# --- guessing the language of unnamed code ----------------------------------------------------------------------
+__all__ = [
+    "GUESS_SAMPLE_CHARS",
+    "LANGUAGE_CHOICES",
+    "TAB_WIDTH",
+    "code_lines_so_far",
+    "completion_extent",
+    "fenced_code",
+    "final_code",
+    "fit_replacement",
+    "guess_code_language",
+    "indent_width",
+    "leading_whitespace",
+    "unified_diff_text",
+]
 
-_GUESS_RULES: tuple[tuple[str, str], ...] = (
-    ("python", r"^[ \t]*(def|class)[ \t]+\w+.*:[ \t]*$"),
-    ("python", r"^[ \t]*(import [\w.]+|from [\w.]+ import )"),
-    ("python", r"^[ \t]*(elif|else|try|except|finally|with|for|while|if)\b.*:[ \t]*$"),
-    ("python", r"\bself\.\w+|\bprint\(|\bNone\b|\bTrue\b"),
-    ("rust", r"\bfn[ \t]+\w+[ \t]*[<(]"),
-    ("rust", r"\blet[ \t]+mut\b|\bimpl\b|\bpub[ \t]+(fn|struct|enum)\b|\w+!\("),
-    ("go", r"^package[ \t]+\w+[ \t]*$"),
-    ("go", r"\bfunc[ \t]+(\([^)]*\)[ \t]*)?\w+\(|:=|\bfmt\.\w+\("),
-    ("c", r"^[ \t]*#[ \t]*include[ \t]*[<\"]\w+\.h[>\"]"),
-    ("c", r"\b(int|void|char|double|unsigned)[ \t]+\**\w+[ \t]*\([^)]*\)|\bprintf\("),
-    ("cpp", r"^[ \t]*#[ \t]*include[ \t]*<\w+>|\bstd::|\bnamespace[ \t]+\w+|\btemplate[ \t]*<|\bcout[ \t]*<<"),
-    ("java", r"\bpublic[ \t]+(static[ \t]+)?(class|void|final|interface)\b|\bSystem\.out\.|^import[ \t]+java\."),
-    ("csharp", r"^[ \t]*using[ \t]+System\b|\bConsole\.Write|\bnamespace[ \t]+\w+(\.\w+)+"),
-    ("javascript", r"\b(const|let|var)[ \t]+\w+[ \t]*=|\bfunction\b[ \t]*\w*[ \t]*\(|=>|\bconsole\.log\("),
-    ("typescript", r"\w[ \t]*:[ \t]*(string|number|boolean|any|void)\b"),
-    ("typescript", r"^[ \t]*(export[ \t]+)?(interface|type)[ \t]+\w+"),
-    ("html", r"<!DOCTYPE html|<html\b|<(div|span|body|head|p|a)\b[^>]*>|</(div|span|body|html|p|a)>"),
-    ("css", r"^[ \t]*[.#]?[\w-]+([ \t]*[,>][ \t]*[.#]?[\w-]+)*[ \t]*\{[ \t]*$"),
-    ("css", r"^[ \t]*[\w-]+[ \t]*:[ \t]*[^;{(]+;[ \t]*$"),
-    ("json", r"^[ \t]*\"[^\"]+\"[ \t]*:[ \t]*[\[{\"\d]"),
-    ("bash", r"^#!.*\b(ba|z)?sh\b|^[ \t]*(echo|export|fi|done|esac)\b|\$\{\w+\}"),
-    ("sql", r"(?i)^[ \t]*(select\b.+\bfrom|insert[ \t]+into|create[ \t]+table|delete[ \t]+from)\b"),
-    ("sql", r"(?i)^[ \t]*update[ \t]+\w+[ \t]+set\b"),
-    ("ruby", r"^[ \t]*(puts|require|module)\b|^[ \t]*end[ \t]*$|\bdo[ \t]*\|\w+\|"),
-    ("php", r"<\?php|\$\w+[ \t]*=.*;[ \t]*$"),
-)  # fmt: skip
-_COMPILED_GUESS_RULES = tuple((alias, re.compile(pattern, re.MULTILINE)) for alias, pattern in _GUESS_RULES)
-_GUESS_SUPERSETS = {"typescript": "javascript", "cpp": "c"}
-"""TypeScript code also looks like JavaScript, and C++ like C: the superset gets the base's points too."""
+_UNSEEN = "\0"
+"""Stands for text the deprecated ``completion_extent`` is not told about; it never matches generated code."""
 
 
 def guess_code_language(code: str) -> str:
-    """The Pygments alias of the likeliest common language, or "text" when nothing points anywhere.
-
-    Pygments' own guess is unreliable on code (it calls a small Python function "Tera Term macro"), so the common
-    languages are scored by telltale lines first; Pygments is asked only when none of them match.
-    """
-    sample = code[:GUESS_SAMPLE_CHARS]
-    if not sample.strip():
-        return "text"
-    scores = {alias: 0 for _label, alias in LANGUAGE_CHOICES}
-    for alias, pattern in _COMPILED_GUESS_RULES:
-        scores[alias] += len(pattern.findall(sample))
-    for superset, base in _GUESS_SUPERSETS.items():
-        if scores[superset]:
-            scores[superset] += scores[base]
-    best = max(scores, key=lambda alias: scores[alias])
-    if scores[best] > 0:
-        return best
-    fallback = guess_language(sample).fence
-    known = {alias for _label, alias in LANGUAGE_CHOICES}
-    return fallback if fallback in known else "text"
-
-
-def indent_width(line: str) -> int:
-    """Columns of leading whitespace, a tab counting as ``TAB_WIDTH``."""
-    expanded = line.expandtabs(TAB_WIDTH)
-    return len(expanded) - len(expanded.lstrip())
-
-
-def leading_whitespace(line: str) -> str:
-    return line[: len(line) - len(line.lstrip())]
+    """Deprecated: ``languages.guess_language(code).fence`` (a common language's alias, or "text")."""
+    return guess_language(code).fence
 
 
 # --- what the model wrote ---------------------------------------------------------------------------------------
 
 
 def completion_extent(generated: str, cursor_line_indent: int, single_line: bool, final: bool) -> tuple[int, bool]:
-    """How much of a streamed completion to keep, and whether it has reached a natural end.
+    """Deprecated: how much of a streamed completion to keep, and whether it has ended, by the one rulebook.
 
-    The first line continues the cursor's line and shows as it streams. In the middle of a line only that line is
-    completed. Otherwise later lines are kept whole, and the completion ends where the code leaves the cursor's block:
-    a line indented less than the cursor's line or than the completion's first new line (a closing bracket on it is
-    kept), two blank lines in a row, or a Markdown code fence. Blank lines are kept only when code follows them.
-    Unless ``final``, the last line is still arriving and is not judged yet.
+    The caller knows only the indentation of the cursor's line and whether text stands right of the cursor, so the
+    rules see a cursor line that has code at that indentation and nothing above or below it: the repeat filters
+    cannot apply. Switch to ``completion_rules.cut(generated, Cursor.from_text(prefix, suffix), "code", final,
+    max_lines=None)`` and show ``verdict.text``.
     """
-    lines = generated.split("\n")
-    kept = len(lines[0])
-    if single_line:
-        return kept, len(lines) > 1
-    candidates = lines[1:] if final else lines[1:-1]
-    reference: int | None = None
-    blank_run = 0
-    seen_code = bool(lines[0].strip())
-    line_end = len(lines[0])
-    for line in candidates:
-        line_end += 1 + len(line)
-        stripped = line.strip()
-        if not stripped:
-            blank_run += 1
-            if blank_run >= 2 and seen_code:
-                return kept, True
-            continue
-        if stripped.startswith("```"):
-            return kept, True
-        indent = indent_width(line)
-        if reference is None:
-            reference = indent
-        if indent < cursor_line_indent or indent < reference:
-            return (line_end if stripped[0] in ")]}" else kept), True
-        kept = line_end
-        blank_run = 0
-        seen_code = True
-    return kept, False
+    cursor = Cursor(" " * cursor_line_indent + _UNSEEN, _UNSEEN if single_line else "")
+    verdict = cut(generated, cursor, "code", final, max_lines=None)
+    return verdict.start + len(verdict.text), verdict.stop
 
 
 def fenced_code(answer: str) -> tuple[str | None, bool]:

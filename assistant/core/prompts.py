@@ -305,6 +305,22 @@ class CodeRequest:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class InlineRequest:
+    """An inline suggestion at the cursor (ghost text, ``penwright complete``): the text before and after it.
+
+    The prompt is built by the engine's completer (FIM tokens are the model's own); where the suggestion ends is
+    :mod:`assistant.core.completion_rules`.
+    """
+
+    mode: str
+    """"code" or "prose"."""
+    prefix: str
+    suffix: str = ""
+    language: str | None = None
+    pane: str = ""
+
+
 def resolve_language(request: CodeRequest) -> Language:
     if request.language:
         return language_by_name(request.language)

@@ -1,5 +1,6 @@
-"""Inline suggestions (ghost text): fill-in-the-middle or prefix prompts, stop rules, an LRU cache and KV reuse.
+"""Inline suggestions (ghost text): fill-in-the-middle or prefix prompts, an LRU cache and KV reuse.
 
+Where a suggestion ends is decided by :mod:`assistant.core.completion_rules`, after every token.
 One :class:`InlineCompleter` per loaded model serves the GUI and ``penwright complete`` alike. It keeps the KV
 cache of the previous prompt and reuses the longest common token prefix, so one more typed character costs a
 few tokens of prefill instead of the whole context.
@@ -13,13 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from assistant.core.inline import (
-    CodeContext,
-    cut_code,
-    cut_prose,
-    keep_code_suggestion,
-    keep_prose_suggestion,
-)
+from assistant.core.completion_rules import Cursor, cut
+from assistant.core.prompts import InlineRequest as InlineRequest  # it lived here; callers still import it here
 from assistant.core.settings import SamplerSettings
 from assistant.engine.generate import CancelToken, Engine, IncrementalDecoder, PrefixCache
 
@@ -64,16 +60,6 @@ def detect_fim(tokenizer: Any) -> FimTokens | None:
             stop_ids = frozenset(vocab[name] for name in fim.stops if name in vocab)
             return FimTokens(fim, vocab[fim.prefix], vocab[fim.suffix], vocab[fim.middle], stop_ids)
     return None
-
-
-@dataclass(frozen=True)
-class InlineRequest:
-    mode: str
-    """"code" or "prose"."""
-    prefix: str
-    suffix: str = ""
-    language: str | None = None
-    pane: str = ""
 
 
 @dataclass
@@ -222,7 +208,7 @@ class InlineCompleter:
         if not ids or cancel.cancelled:
             result.cancelled = cancel.cancelled
             return result
-        context = CodeContext.from_text(request.prefix, request.suffix)
+        cursor = Cursor.from_text(request.prefix, request.suffix)
         end_ids = set(self.engine._end_ids) | (set(self.fim.stop_ids) if self.fim else set())
         processors = build_processors(settings)
         generator = torch.Generator(device="cpu").manual_seed(settings.seed or 0)
@@ -244,26 +230,23 @@ class InlineCompleter:
                     break
                 piece = decoder.push(token)
                 raw += piece
-                text = _visible_suggestion(raw, typed_space, context.line_prefix)
-                kept, stop = cut_code(text, context) if request.mode == "code" else cut_prose(text)
-                if stop:
-                    text = kept
+                text = _visible_suggestion(raw, typed_space, cursor.line_prefix)
+                verdict = cut(text, cursor, request.mode)
+                if verdict.stop:
+                    text, stop = verdict.text, True
                     break
-                if piece and on_text is not None and kept.strip() and kept != shown:
+                if piece and on_text is not None and verdict.text.strip() and verdict.text != shown:
                     if not result.first_text_ms:
                         result.first_text_ms = (time.perf_counter() - started) * 1000
-                    shown = kept
-                    on_text(kept)
+                    shown = verdict.text
+                    on_text(shown)
                 if cancel.cancelled:
                     result.cancelled = True
                     return result
                 next_ids = torch.tensor([[token]], dtype=torch.long, device=device)
                 history = torch.cat([history, next_ids], dim=1)
                 logits = self._step(next_ids, token)
-        if not stop:
-            text, _ = cut_code(text, context, final=True) if request.mode == "code" else cut_prose(text, final=True)
-        keep = keep_code_suggestion(text, context) if request.mode == "code" else keep_prose_suggestion(text)
-        result.text = text if keep else ""
+        result.text = text if stop else cut(text, cursor, request.mode, final=True).text
         if on_text is not None and result.text != shown:
             on_text(result.text)
         if result.text and not result.first_text_ms:

@@ -11,6 +11,7 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from assistant.core.completion_rules import cut
 from assistant.engine.completion import InlineCompleter, InlineRequest, detect_fim
 from assistant.engine.generate import CancelToken
 
@@ -119,6 +120,7 @@ def test_streamed_suggestion_grows_to_the_final_text(engine) -> None:
     assert result.first_text_ms > 0
 
 
+@pytest.mark.slow  # a child process loads the model
 def test_complete_command_prints_only_the_suggestion(cli_env, tmp_path: Path) -> None:
     prefix = tmp_path / "prefix.py"
     prefix.write_text("def add(a, b):\n    ", encoding="utf-8")
@@ -152,6 +154,27 @@ def _gui_path_suggestion(session_class, cli_env, prefix: Path, suffix: Path) -> 
             os.environ["PENWRIGHT_PROFILE"] = previous
     request = InlineRequest("code", prefix.read_text(encoding="utf-8"), suffix.read_text(encoding="utf-8"))
     return session.suggest(request, CancelToken()).text
+
+
+@pytest.mark.slow
+def test_after_a_def_line_and_enter_the_suggestion_does_not_repeat_the_def_line(engine, monkeypatch) -> None:
+    """Seen in the window: ``def fibonacci(n):`` + Enter, and the ghost text began with ``def fibonacci(n):``."""
+    import assistant.engine.completion as completion
+
+    generated: list[str] = []
+
+    def spy(text: str, *args: object, **kwargs: object) -> object:
+        generated.append(text)
+        return cut(text, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(completion, "cut", spy)
+    seen: list[str] = []
+    result = InlineCompleter(engine).suggest(InlineRequest("code", "def fibonacci(n):\n", ""), on_text=seen.append)
+
+    assert any(text.startswith("def fibonacci(n):") for text in generated), "the model re-types the def line"
+    assert result.text.strip(), "what follows the repeat is suggested"
+    assert result.text.startswith("    "), f"the suggestion is the indented body: {result.text!r}"
+    assert all("def fibonacci" not in text for text in [result.text, *seen]), "not even for a moment"
 
 
 def test_spaces_typed_at_the_cursor_are_not_suggested_again(engine) -> None:
