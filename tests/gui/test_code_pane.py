@@ -57,7 +57,7 @@ def message(pane: CodePane) -> str:
 
 
 def diff_text(pane: CodePane) -> str:
-    view = child(pane, QPlainTextEdit, "codeDiffText")
+    view = child(pane, QPlainTextEdit, "codeFixView")
     assert isinstance(view, QPlainTextEdit)
     return view.toPlainText()
 
@@ -424,7 +424,7 @@ def test_fix_shows_a_diff_and_accept_applies_it_as_one_undo_step(qtbot, pane: Co
 
     run_until_idle(qtbot, pane, pane.fix_action.trigger)
 
-    assert child(pane, QWidget, "codeDiffView").isVisible()
+    assert child(pane, QWidget, "codeFixPanel").isVisible()
     diff = diff_text(pane)
     assert "-    return a - b" in diff and "+    return a + b" in diff
     assert pane.editor.toPlainText() == BUGGY, "nothing changes before Accept"
@@ -432,9 +432,9 @@ def test_fix_shows_a_diff_and_accept_applies_it_as_one_undo_step(qtbot, pane: Co
     assert isinstance(request, CodeRequest)
     assert (request.mode, request.code, request.error) == ("fix", BUGGY, "add(2, 3) returned -1")
 
-    button(pane, "codeAccept").click()
+    button(pane, "codeFixAccept").click()
     assert pane.editor.toPlainText() == "def add(a, b):\n    return a + b\n"
-    assert not child(pane, QWidget, "codeDiffView").isVisible()
+    assert not child(pane, QWidget, "codeFixPanel").isVisible()
     pane.editor.undo()
     assert pane.editor.toPlainText() == BUGGY, "one undo brings the old code back"
 
@@ -446,7 +446,7 @@ def test_fix_of_a_selection_replaces_only_the_selection(qtbot, pane: CodePane, f
     select(pane, "    return a - b\n")
 
     run_until_idle(qtbot, pane, pane.fix_code)
-    button(pane, "codeAccept").click()
+    button(pane, "codeFixAccept").click()
 
     assert pane.editor.toPlainText() == text.replace("a - b", "a + b"), "indentation and the rest are kept"
 
@@ -458,10 +458,10 @@ def test_discarding_a_fix_leaves_text_undo_stack_and_modified_flag_alone(qtbot, 
     undo_steps, modified = document.availableUndoSteps(), document.isModified()
 
     run_until_idle(qtbot, pane, pane.fix_code)
-    assert child(pane, QWidget, "codeDiffView").isVisible()
-    button(pane, "codeDiscard").click()
+    assert child(pane, QWidget, "codeFixPanel").isVisible()
+    button(pane, "codeFixDiscard").click()
 
-    assert not child(pane, QWidget, "codeDiffView").isVisible()
+    assert not child(pane, QWidget, "codeFixPanel").isVisible()
     assert pane.editor.toPlainText() == BUGGY
     assert document.availableUndoSteps() == undo_steps
     assert document.isModified() == modified
@@ -480,7 +480,7 @@ def test_a_failing_model_shows_its_error_and_changes_nothing(qtbot, pane: CodePa
     assert not pane.editor.document().isUndoAvailable()
     assert not pane.editor.document().isModified()
     assert not pane.busy and not pane.editor.isReadOnly()
-    assert not child(pane, QWidget, "codeDiffView").isVisible()
+    assert not child(pane, QWidget, "codeFixPanel").isVisible()
 
 
 def test_the_actions_carry_their_shortcuts(pane: CodePane) -> None:
@@ -537,8 +537,8 @@ def test_real_model_fix_produces_a_diff_view(qtbot, real_client, app_settings) -
 
     run_until_idle(qtbot, pane, pane.fix_code, timeout=120_000)
 
-    diff_view = child(pane, QWidget, "codeDiffView")
+    diff_view = child(pane, QWidget, "codeFixPanel")
     assert diff_view.isVisible(), message(pane)
-    assert diff_text(pane).startswith("--- a/add.py") or not button(pane, "codeAccept").isEnabled()
+    assert diff_text(pane).startswith("--- a/add.py") or not button(pane, "codeFixAccept").isEnabled()
     assert pane.editor.toPlainText() == BUGGY, "the document waits for Accept"
     pane.close()

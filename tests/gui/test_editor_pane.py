@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication, QTextCursor
-from PySide6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QLabel, QLineEdit, QPushButton, QTextEdit
+from PySide6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QLabel, QLineEdit, QPlainTextEdit, QPushButton
 
 from assistant.core.errors import ModelError
 from assistant.core.prompts import PoemRequest, RewriteRequest, StoryRequest, SummaryRequest, TranslateRequest
@@ -50,7 +50,7 @@ def button(pane: EditorPane, name: str) -> QPushButton:
 
 
 def result_view_text(pane: EditorPane) -> str:
-    view = pane.findChild(QTextEdit, "resultView")
+    view = pane.findChild(QPlainTextEdit, "resultView")
     assert view is not None
     return view.toPlainText()
 

@@ -14,9 +14,8 @@ import fnmatch
 import functools
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from pygments.lexer import ExtendedRegexLexer, Lexer, RegexLexer
 from pygments.lexers import find_lexer_class_for_filename, get_lexer_by_name
@@ -72,9 +71,12 @@ from assistant.core.code_text import (
 )
 from assistant.core.prompts import CodeRequest
 from assistant.core.settings import AppSettings
+from assistant.gui.jobs import JobRunner
 from assistant.gui.panes.base import Pane
 from assistant.gui.panes.ghost_text import GhostTextController
-from assistant.gui.worker import AiClient, AiJob
+from assistant.gui.preview_panel import PreviewPanel, TrackedRange
+from assistant.gui.streamed_insertion import StreamedInsertion
+from assistant.gui.worker import AiClient
 
 log = logging.getLogger(__name__)
 
@@ -189,10 +191,6 @@ def _utf16_offsets(text: str) -> list[int]:
     for character in text:
         offsets.append(offsets[-1] + (2 if ord(character) > 0xFFFF else 1))
     return offsets
-
-
-def utf16_length(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
 
 
 class PygmentsHighlighter(QSyntaxHighlighter):
@@ -533,91 +531,12 @@ class CodeEditor(QPlainTextEdit):
 # --- the pane -------------------------------------------------------------------------------------------------
 
 
-class _LiveInsertion:
-    """Text the AI writes into the document as it arrives, all of it ONE undo step.
-
-    The first change opens an edit block; later ones join it (``joinPreviousEditBlock``), so a single Undo removes
-    the whole insertion. The editor's cursor follows the text only while it sits at the insertion point.
-    """
-
-    def __init__(self, editor: CodeEditor, position: int) -> None:
-        self._editor = editor
-        self._cursor = QTextCursor(editor.document())
-        self._cursor.setPosition(position)
-        self._started = False
-        self.text = ""
-        self.writing = False
-        """True while this insertion itself changes the document, so the pane can tell its edits from others."""
-
-    def show(self, text: str) -> None:
-        """Make the inserted text ``text``: add what is new and take back what the model's answer no longer has."""
-        common = len(os.path.commonprefix([self.text, text]))
-        removed, added = self.text[common:], text[common:]
-        if not removed and not added:
-            return
-        view = self._editor.textCursor()
-        follow = not view.hasSelection() and view.position() == self._cursor.position()
-        self.writing = True
-        try:
-            if self._started:
-                self._cursor.joinPreviousEditBlock()
-            else:
-                self._cursor.beginEditBlock()
-                self._started = True
-            if removed:
-                end = self._cursor.position()
-                self._cursor.setPosition(end - utf16_length(removed), QTextCursor.MoveMode.KeepAnchor)
-                self._cursor.removeSelectedText()
-            if added:
-                self._cursor.insertText(added)
-            self._cursor.endEditBlock()
-        finally:
-            self.writing = False
-        self.text = text
-        if follow:
-            self._editor.setTextCursor(QTextCursor(self._cursor))
-            self._editor.ensureCursorVisible()
-
-    def roll_back(self) -> None:
-        """Take the insertion out again, leaving the undo stack's top and the modified flag as before."""
-        if self._started:
-            self.writing = True
-            try:
-                self._editor.document().undo()
-            finally:
-                self.writing = False
-            self._started = False
-            self.text = ""
-
-
 @dataclass
-class _FixTarget:
-    """What Fix works on: the selection (tracked by a cursor, so later edits move it) or the whole file."""
+class _Fix:
+    """What Fix works on (the selection, or the whole file) and, once the answer is in, the code to put there."""
 
-    cursor: QTextCursor
-    original: str
-    whole_file: bool
+    target: TrackedRange
     new_text: str = ""
-
-
-_Method = TypeVar("_Method", bound=Callable[..., None])
-
-
-def _reports_busy(method: _Method) -> _Method:
-    """Emit busyChanged after the method, and only if busy really changed.
-
-    Starting an action while another runs discards the old job and starts a new one: listeners should see the pane
-    stay busy, not a flicker of False and True.
-    """
-
-    @functools.wraps(method)
-    def wrapper(self: CodePane, *args: Any) -> None:
-        try:
-            method(self, *args)
-        finally:
-            self._sync_busy()
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _theme_is_dark(theme: str, widget: QWidget) -> bool:
@@ -648,16 +567,16 @@ class CodePane(Pane):
         self._file_name: str | None = None
         self._guessed_alias = "text"
         self._guessed_sample: str | None = None
-        self._job: AiJob | None = None
+        self._jobs = JobRunner(client, self)
         self._job_kind = ""
+        """What the running job does ("complete", "generate", "fix"); "" when none runs."""
         self._received = ""
-        self._insertion: _LiveInsertion | None = None
+        self._insertion: StreamedInsertion | None = None
         self._was_read_only = False
         self._completion_indent = 0
         self._single_line = False
         self._generate_indent = ""
-        self._fix: _FixTarget | None = None
-        self._reported_busy = False
+        self._fix: _Fix | None = None
 
         self._editor = CodeEditor(self)
         self._highlighter = PygmentsHighlighter(self._editor.document())
@@ -673,6 +592,12 @@ class CodePane(Pane):
         self.ghost.message.connect(self._say)
         self._build_actions()
         self._build_ui()
+        self._jobs.textArrived.connect(self._on_text)
+        self._jobs.progress.connect(self._say)
+        self._jobs.finished.connect(self._on_finished)
+        self._jobs.failed.connect(self._on_failed)
+        self._jobs.busyChanged.connect(self._stop_button.setEnabled)
+        self._jobs.busyChanged.connect(self.busyChanged)
         self._guess_timer = QTimer(self)
         self._guess_timer.setSingleShot(True)
         self._guess_timer.setInterval(GUESS_DELAY_MS)
@@ -738,33 +663,17 @@ class CodePane(Pane):
         self._stop_button.clicked.connect(self.stop)
         toolbar.addWidget(self._stop_button)
 
-        self._diff_title = QLabel()
-        self._diff_title.setWordWrap(True)
-        self._diff_text = QPlainTextEdit()
-        self._diff_text.setObjectName("codeDiffText")
-        self._diff_text.setReadOnly(True)
-        self._diff_text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-        self._diff_highlighter = PygmentsHighlighter(self._diff_text.document(), lexer_for_alias("diff"))
-        self._accept_button = QPushButton("Accept")
-        self._accept_button.setObjectName("codeAccept")
-        self._accept_button.setToolTip("Replace the code with the fixed version (one undo step)")
-        self._accept_button.clicked.connect(self.accept_fix)
-        self._discard_button = QPushButton("Discard")
-        self._discard_button.setObjectName("codeDiscard")
-        self._discard_button.setToolTip("Close the diff and leave the code as it is")
-        self._discard_button.clicked.connect(self.discard_fix)
-        diff_buttons = QHBoxLayout()
-        diff_buttons.addStretch(1)
-        diff_buttons.addWidget(self._accept_button)
-        diff_buttons.addWidget(self._discard_button)
-        self._diff_view = QWidget()
-        self._diff_view.setObjectName("codeDiffView")
-        diff_layout = QVBoxLayout(self._diff_view)
-        diff_layout.setContentsMargins(0, 0, 0, 0)
-        diff_layout.addWidget(self._diff_title)
-        diff_layout.addWidget(self._diff_text, 1)
-        diff_layout.addLayout(diff_buttons)
-        self._diff_view.hide()
+        self._fix_panel = PreviewPanel(
+            "codeFix",
+            can_insert=False,
+            can_copy=False,
+            accept_tip="Replace the code with the fixed version (one undo step)",
+            discard_tip="Close the diff and leave the code as it is",
+        )
+        self._fix_panel.view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self._fix_panel.acceptRequested.connect(self.accept_fix)
+        self._fix_panel.discardRequested.connect(self.discard_fix)
+        self._diff_highlighter = PygmentsHighlighter(self._fix_panel.view.document(), lexer_for_alias("diff"))
 
         self._error_input = QPlainTextEdit()
         self._error_input.setObjectName("codeErrorInput")
@@ -776,7 +685,7 @@ class CodePane(Pane):
         bottom = QWidget()
         bottom_layout = QVBoxLayout(bottom)
         bottom_layout.setContentsMargins(0, 0, 0, 0)
-        bottom_layout.addWidget(self._diff_view, 3)
+        bottom_layout.addWidget(self._fix_panel, 3)
         bottom_layout.addWidget(error_label)
         bottom_layout.addWidget(self._error_input, 1)
 
@@ -813,7 +722,7 @@ class CodePane(Pane):
 
     @property
     def busy(self) -> bool:
-        return self._job is not None
+        return self._jobs.busy
 
     def pane_actions(self) -> list[QAction]:
         return [
@@ -853,10 +762,10 @@ class CodePane(Pane):
         self._diff_highlighter.set_dark(dark)
         background, foreground = self._highlighter.default_colors()
         self._editor.set_colors(background, foreground)
-        palette = self._diff_text.palette()
+        palette = self._fix_panel.view.palette()
         palette.setColor(QPalette.ColorRole.Base, background)
         palette.setColor(QPalette.ColorRole.Text, foreground)
-        self._diff_text.setPalette(palette)
+        self._fix_panel.view.setPalette(palette)
 
     def apply_settings(self, settings: AppSettings) -> None:
         super().apply_settings(settings)
@@ -870,14 +779,13 @@ class CodePane(Pane):
         if settings.editor_font_size > 0:
             font.setPointSize(settings.editor_font_size)
         self._editor.set_code_font(font)
-        self._diff_text.setFont(font)
+        self._fix_panel.view.setFont(font)
         self._error_input.setFont(font)
         self.set_dark(_theme_is_dark(settings.theme, self))
 
-    @_reports_busy
     def stop(self) -> None:
         """Stop the running job now; text already written stays (one undo step), nothing more arrives."""
-        if self._job is None:
+        if not self._jobs.busy:
             return
         kind = self._job_kind
         self._end_job()
@@ -885,7 +793,6 @@ class CodePane(Pane):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
         self._end_job()
-        self._sync_busy()
         super().closeEvent(event)
 
     # --- language ------------------------------------------------------------------------------------------------
@@ -918,7 +825,6 @@ class CodePane(Pane):
             # The text changed under the AI's insertion (a file was loaded, Replace All ran): its answer no longer
             # fits where it was going, so it stops, keeping what it wrote.
             self._end_job()
-            self._sync_busy()
             self._say("Stopped: the code changed while the model was writing.")
         if self._guessing_applies():
             self._guess_timer.start()
@@ -947,26 +853,26 @@ class CodePane(Pane):
 
     # --- the actions ---------------------------------------------------------------------------------------------
 
-    @_reports_busy
     def complete_at_cursor(self) -> None:
         """Continue the code at the cursor, writing the answer in as it streams (one undo step)."""
-        self._end_job()
-        cursor = self._editor.textCursor()
-        position = cursor.position()
-        before = QTextCursor(self._editor.document())
-        before.setPosition(position, QTextCursor.MoveMode.KeepAnchor)
-        prefix = before.selection().toPlainText()
-        if not prefix.strip():
-            self._say("Write some code first: Complete continues the code before the cursor.")
-            return
-        line = cursor.block().text()
-        self._completion_indent = indent_width(line)
-        self._single_line = bool(line[cursor.positionInBlock() :].strip())
-        cursor.clearSelection()
-        self._editor.setTextCursor(cursor)
-        request = CodeRequest(prefix, mode="complete", language=self._request_language(), filename=self._file_name)
-        self._insertion = _LiveInsertion(self._editor, position)
-        self._start_job("complete", request, "Completing… (Esc stops)")
+        with self._jobs.replacing():
+            self._end_job()
+            cursor = self._editor.textCursor()
+            position = cursor.position()
+            before = QTextCursor(self._editor.document())
+            before.setPosition(position, QTextCursor.MoveMode.KeepAnchor)
+            prefix = before.selection().toPlainText()
+            if not prefix.strip():
+                self._say("Write some code first: Complete continues the code before the cursor.")
+                return
+            line = cursor.block().text()
+            self._completion_indent = indent_width(line)
+            self._single_line = bool(line[cursor.positionInBlock() :].strip())
+            cursor.clearSelection()
+            self._editor.setTextCursor(cursor)
+            request = CodeRequest(prefix, mode="complete", language=self._request_language(), filename=self._file_name)
+            self._insertion = StreamedInsertion(self._editor, position)
+            self._start_job("complete", request, "Completing… (Esc stops)")
 
     def explain_selection(self) -> None:
         """Hand the selection (or the whole file) to the chat pane for an explanation; no generation here."""
@@ -977,74 +883,67 @@ class CodePane(Pane):
             return
         self.explainRequested.emit(code, self.language_name())
 
-    @_reports_busy
     def generate_from_comment(self) -> None:
         """Write code for the selected description (or the cursor's line) and insert it below, as it streams."""
-        self._end_job()
-        document = self._editor.document()
-        cursor = self._editor.textCursor()
-        if cursor.hasSelection():
-            description = cursor.selection().toPlainText()
-            last_block = document.findBlock(cursor.selectionEnd())
-            first_block = document.findBlock(cursor.selectionStart())
-            if last_block.blockNumber() > first_block.blockNumber() and cursor.selectionEnd() == last_block.position():
-                last_block = last_block.previous()
-        else:
-            first_block = last_block = cursor.block()
-            description = first_block.text()
-        if not description.strip():
-            self._say("Write a comment that says what the code should do, then Generate on that line.")
-            return
-        self._generate_indent = leading_whitespace(first_block.text())
-        request = CodeRequest(
-            description.strip(), mode="generate", language=self._request_language(), filename=self._file_name
-        )
-        self._insertion = _LiveInsertion(self._editor, last_block.position() + last_block.length() - 1)
-        self._start_job("generate", request, "Writing code… (Esc stops)")
+        with self._jobs.replacing():
+            self._end_job()
+            document = self._editor.document()
+            cursor = self._editor.textCursor()
+            if cursor.hasSelection():
+                description = cursor.selection().toPlainText()
+                last_block = document.findBlock(cursor.selectionEnd())
+                first_block = document.findBlock(cursor.selectionStart())
+                ends_at_line_start = cursor.selectionEnd() == last_block.position()
+                if last_block.blockNumber() > first_block.blockNumber() and ends_at_line_start:
+                    last_block = last_block.previous()
+            else:
+                first_block = last_block = cursor.block()
+                description = first_block.text()
+            if not description.strip():
+                self._say("Write a comment that says what the code should do, then Generate on that line.")
+                return
+            self._generate_indent = leading_whitespace(first_block.text())
+            request = CodeRequest(
+                description.strip(), mode="generate", language=self._request_language(), filename=self._file_name
+            )
+            self._insertion = StreamedInsertion(self._editor, last_block.position() + last_block.length() - 1)
+            self._start_job("generate", request, "Writing code… (Esc stops)")
 
-    @_reports_busy
     def fix_code(self) -> None:
         """Ask for a fixed version of the selection (or the whole file) and show it as a diff to accept or discard."""
-        self._end_job()
-        self._close_diff()
-        cursor = QTextCursor(self._editor.textCursor())
-        whole_file = not cursor.hasSelection()
-        original = self._editor.toPlainText() if whole_file else cursor.selection().toPlainText()
-        if not original.strip():
-            self._say("There is no code to fix.")
-            return
-        self._fix = _FixTarget(cursor, original, whole_file)
-        request = CodeRequest(
-            original,
-            mode="fix",
-            language=self._request_language(),
-            filename=self._file_name,
-            error=self._error_input.toPlainText(),
-        )
-        self._start_job("fix", request, "Fixing… (Esc stops)")
+        with self._jobs.replacing():
+            self._end_job()
+            self._close_diff()
+            cursor = self._editor.textCursor()
+            if cursor.hasSelection():
+                target = TrackedRange.of_selection(cursor)
+            else:
+                target = TrackedRange.of_document(self._editor.document())
+            if not target.original.strip():
+                self._say("There is no code to fix.")
+                return
+            self._fix = _Fix(target)
+            request = CodeRequest(
+                target.original,
+                mode="fix",
+                language=self._request_language(),
+                filename=self._file_name,
+                error=self._error_input.toPlainText(),
+            )
+            self._start_job("fix", request, "Fixing… (Esc stops)")
 
     def accept_fix(self) -> None:
-        """Put the fixed code in place of what was fixed, as one undo step."""
+        """Put the fixed code in place of what was fixed, as one undo step, if that code is still unchanged."""
         fix = self._fix
-        if fix is None or self._diff_view.isHidden():
+        if fix is None or self._fix_panel.isHidden():
             return
-        if fix.whole_file:
-            cursor = QTextCursor(self._editor.document())
-            cursor.select(QTextCursor.SelectionType.Document)
-            current = self._editor.toPlainText()
-        else:
-            cursor = QTextCursor(fix.cursor)
-            current = cursor.selection().toPlainText()
-        if current != fix.original:
-            self._close_diff()
+        cursor = fix.target.replace(fix.new_text)
+        self._close_diff()
+        if cursor is None:
             self._say("The code changed while the fix was shown; run Fix again.")
             return
-        cursor.beginEditBlock()
-        cursor.insertText(fix.new_text)
-        cursor.endEditBlock()
         self._editor.setTextCursor(cursor)
         self._error_input.clear()
-        self._close_diff()
         self._say("Fix applied. Undo takes it back.")
 
     def discard_fix(self) -> None:
@@ -1053,11 +952,6 @@ class CodePane(Pane):
         self._say("Fix discarded.")
 
     # --- running a job -------------------------------------------------------------------------------------------
-
-    def _sync_busy(self) -> None:
-        if self.busy != self._reported_busy:
-            self._reported_busy = self.busy
-            self.busyChanged.emit(self.busy)
 
     def _say(self, text: str) -> None:
         self._message.setText(text)
@@ -1069,54 +963,31 @@ class CodePane(Pane):
         if kind in ("complete", "generate"):
             self._was_read_only = self._editor.isReadOnly()
             self._editor.setReadOnly(True)  # nothing may slip into the middle of the AI's undo step
-        job = self.client.start(request, self.settings.sampler)
-        job.chunk.connect(self._on_chunk)
-        job.progress.connect(self._on_progress)
-        job.finished.connect(self._on_finished)
-        job.failed.connect(self._on_failed)
-        self._job = job
-        self._stop_button.setEnabled(True)
+        self._jobs.start(request, self.settings.sampler)
         self._say(message)
 
     def _end_job(self) -> None:
         """Forget the running job (nothing it still produces lands) and give the editor back."""
-        job, self._job = self._job, None
-        if job is None:
+        self._jobs.discard()
+        kind, self._job_kind = self._job_kind, ""
+        if not kind:
             return
-        job.release()
-        if self._job_kind in ("complete", "generate"):
+        if kind in ("complete", "generate"):
             self._editor.setReadOnly(self._was_read_only)
         else:
             self._fix = None  # a fix job that ended shows its diff from the target _finish kept
         self._insertion = None
-        self._stop_button.setEnabled(False)
 
-    def _is_current(self) -> bool:
-        return self._job is not None and self.sender() is self._job
-
-    def _on_progress(self, stage: str) -> None:
-        if self._is_current():
-            self._say(stage)
-
-    @_reports_busy
-    def _on_chunk(self, text: str) -> None:
-        if not self._is_current():
-            return
+    def _on_text(self, text: str) -> None:
         self._received += text
         if self._show_received(final=False):
             self._finish("natural end")
 
-    @_reports_busy
     def _on_finished(self, stats: dict[str, Any]) -> None:
-        if not self._is_current():
-            return
         self._show_received(final=True)
         self._finish(str(stats.get("finish_reason", "")))
 
-    @_reports_busy
     def _on_failed(self, message: str) -> None:
-        if not self._is_current():
-            return
         if self._insertion is not None:
             self._insertion.roll_back()
         self._end_job()
@@ -1160,32 +1031,27 @@ class CodePane(Pane):
 
     # --- the fix diff --------------------------------------------------------------------------------------------
 
-    def _show_fix(self, fix: _FixTarget, answer: str, cut_short: bool) -> None:
+    def _show_fix(self, fix: _Fix, answer: str, cut_short: bool) -> None:
         code = final_code(answer)
         if not code.strip():
             self._say("The model returned no code to compare.")
             return
         self._fix = fix
-        fix.new_text = fit_replacement(fix.original, code)
+        original = fix.target.original
+        fix.new_text = fit_replacement(original, code)
         name = os.path.basename(self._file_name) if self._file_name else "code"
-        if fix.new_text == fix.original:
-            self._diff_text.setPlainText("")
-            self._diff_title.setText("No changes: the model returned the same code.")
-            self._accept_button.setEnabled(False)
+        if fix.new_text == original:
+            self._fix_panel.show_result("No changes: the model returned the same code.", "", can_accept=True)
         else:
-            self._diff_text.setPlainText(unified_diff_text(fix.original, fix.new_text, name))
-            title = "Suggested fix of the selection:" if not fix.whole_file else "Suggested fix:"
+            title = "Suggested fix:" if fix.target.whole_document else "Suggested fix of the selection:"
             if cut_short:
                 title += (
                     " The answer reached the length limit, so the end may be missing: check the diff, or raise the"
                     " maximum answer length in Settings."
                 )
-            self._diff_title.setText(title)
-            self._accept_button.setEnabled(True)
-        self._diff_view.show()
+            self._fix_panel.show_result(title, unified_diff_text(original, fix.new_text, name), can_accept=True)
         self._say("Review the fix, then Accept or Discard.")
 
     def _close_diff(self) -> None:
-        self._diff_view.hide()
-        self._diff_text.clear()
+        self._fix_panel.close_panel()
         self._fix = None

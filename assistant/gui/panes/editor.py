@@ -8,11 +8,10 @@ undo step each). Discard never touches the document, its undo stack or its modif
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QFont, QGuiApplication, QKeyEvent, QKeySequence, QTextCursor, QTextDocument
+from PySide6.QtGui import QAction, QFont, QKeyEvent, QKeySequence, QTextCursor, QTextDocument
 from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -20,7 +19,6 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
-    QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -28,7 +26,6 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSplitter,
-    QTextEdit,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -44,9 +41,13 @@ from assistant.core.prompts import (
     TranslateRequest,
 )
 from assistant.core.settings import AppSettings
+from assistant.gui.jobs import JobRunner
 from assistant.gui.panes.base import Pane
 from assistant.gui.panes.ghost_text import GhostTextController
-from assistant.gui.worker import AiClient, AiJob
+from assistant.gui.preview_panel import PreviewPanel, TrackedRange
+from assistant.gui.qt_text import plain_text_of
+from assistant.gui.streamed_insertion import StreamedInsertion, insert_as_one_step
+from assistant.gui.worker import AiClient
 
 COUNT_DELAY_MS = 150
 """Counting waits for a pause in typing: a 20,000-word document is re-split at most a few times a second."""
@@ -60,11 +61,6 @@ COMMON_LANGUAGES = (
 CUSTOM_STYLE = "custom"
 KeyLike = str | QKeySequence | QKeySequence.StandardKey
 """What a shortcut may be given as."""
-
-
-def plain_text_of(cursor: QTextCursor) -> str:
-    """A selection as plain text: Qt marks paragraph breaks in ``selectedText()`` with U+2029, not newlines."""
-    return cursor.selectedText().replace("\u2029", "\n").replace("\u2028", "\n")
 
 
 def count_words_and_characters(text: str) -> tuple[int, int]:
@@ -265,115 +261,6 @@ class FindBar(QWidget):
         return replaced
 
 
-# --- the result panel ------------------------------------------------------------------------------------------
-
-
-class ResultPanel(QFrame):
-    """Where assists other than Continue story write, so the document changes only when the user says so.
-
-    Signals:
-        insertRequested(): Insert was clicked (put the result at the cursor).
-        acceptRequested(): Accept was clicked (replace the original selection).
-        discardRequested(): Discard was clicked (drop the result, leave the document alone).
-    """
-
-    insertRequested = Signal()
-    acceptRequested = Signal()
-    discardRequested = Signal()
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("resultPanel")
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.title_label = _named(QLabel(), "resultTitle")
-        font = self.title_label.font()
-        font.setBold(True)
-        self.title_label.setFont(font)
-        self.status_label = _named(QLabel(), "resultStatus")
-        self.status_label.setWordWrap(True)
-        self.view = _named(QTextEdit(), "resultView")
-        self.view.setReadOnly(True)
-        self.view.setAcceptRichText(False)
-        self.insert_button = _named(QPushButton("Insert"), "resultInsert", "Insert at the cursor")
-        self.copy_button = _named(QPushButton("Copy"), "resultCopy", "Copy to the clipboard")
-        self.accept_button = _named(QPushButton("Accept"), "resultAccept", "Replace the original text")
-        self.discard_button = _named(QPushButton("Discard"), "resultDiscard", "Drop this result")
-
-        buttons = QHBoxLayout()
-        for button in (self.accept_button, self.insert_button, self.copy_button):
-            buttons.addWidget(button)
-        buttons.addStretch(1)
-        buttons.addWidget(self.discard_button)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(6, 6, 6, 6)
-        layout.addWidget(self.title_label)
-        layout.addWidget(self.status_label)
-        layout.addWidget(self.view, 1)
-        layout.addLayout(buttons)
-
-        self.insert_button.clicked.connect(self.insertRequested)
-        self.accept_button.clicked.connect(self.acceptRequested)
-        self.discard_button.clicked.connect(self.discardRequested)
-        self.copy_button.clicked.connect(self.copy_to_clipboard)
-        self._text = ""
-        self._running = False
-        self.hide()
-
-    @property
-    def text(self) -> str:
-        return self._text
-
-    @property
-    def running(self) -> bool:
-        return self._running
-
-    def begin(self, title: str, replaces_selection: bool, status: str) -> None:
-        """Clear and show the panel for a new result; Accept is offered only when it replaces a selection."""
-        self._text = ""
-        self._running = True
-        self.view.clear()
-        self.title_label.setText(title)
-        self.status_label.setText(status)
-        self.accept_button.setVisible(replaces_selection)
-        self._update_buttons()
-        self.show()
-
-    def append(self, text: str) -> None:
-        """Add streamed text at the end without re-setting (and re-laying out) what is already there."""
-        self._text += text
-        cursor = self.view.textCursor()
-        cursor.movePosition(QTextCursor.MoveOperation.End)
-        cursor.insertText(text)
-        self.view.setTextCursor(cursor)
-        self.view.ensureCursorVisible()
-        self._update_buttons()
-
-    def set_status(self, status: str) -> None:
-        self.status_label.setText(status)
-
-    def finish(self, status: str) -> None:
-        self._running = False
-        self.status_label.setText(status)
-        self._update_buttons()
-
-    def close_panel(self) -> None:
-        self._text = ""
-        self._running = False
-        self.view.clear()
-        self.hide()
-
-    def copy_to_clipboard(self) -> None:
-        QGuiApplication.clipboard().setText(self._text.strip())
-        self.status_label.setText("Copied to the clipboard.")
-
-    def _update_buttons(self) -> None:
-        has_text = bool(self._text.strip())
-        ready = has_text and not self._running
-        self.insert_button.setEnabled(ready)
-        self.accept_button.setEnabled(ready)
-        self.copy_button.setEnabled(has_text)
-
-
 # --- dialogs ---------------------------------------------------------------------------------------------------
 
 
@@ -476,40 +363,6 @@ class TranslateDialog(QDialog):
 # --- the pane --------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _StoryInsertion:
-    """Where a running continuation writes, and how its chunks stay one undo step."""
-
-    cursor: QTextCursor
-    strip_leading_space: bool
-    undo_steps_after_last_chunk: int = -1
-    """-1 until the first chunk; afterwards a different count means someone else edited or undid in between."""
-
-
-@dataclass
-class _TrackedSelection:
-    """The range a rewrite or translation will replace; its cursors follow edits made while the model writes."""
-
-    start: QTextCursor
-    end: QTextCursor
-    original: str
-
-    @classmethod
-    def of(cls, document: QTextDocument, start: int, end: int, original: str) -> _TrackedSelection:
-        start_cursor = QTextCursor(document)
-        start_cursor.setPosition(start)
-        end_cursor = QTextCursor(document)
-        end_cursor.setPosition(end)
-        end_cursor.setKeepPositionOnInsert(True)  # text typed right after the range stays outside it
-        return cls(start_cursor, end_cursor, original)
-
-    def cursor(self) -> QTextCursor:
-        cursor = QTextCursor(self.start)
-        cursor.setPosition(self.start.position())
-        cursor.setPosition(self.end.position(), QTextCursor.MoveMode.KeepAnchor)
-        return cursor
-
-
 class EditorPane(Pane):
     """The prose editor with story notes and the writing assists.
 
@@ -526,12 +379,14 @@ class EditorPane(Pane):
     def __init__(self, client: AiClient, settings: AppSettings, parent: QWidget | None = None) -> None:
         super().__init__(client, settings, parent)
         self.setObjectName("editorPane")
-        self._job: AiJob | None = None
-        self._story: _StoryInsertion | None = None
-        self._selection: _TrackedSelection | None = None
+        self._jobs = JobRunner(client, self)
+        self._story: StreamedInsertion | None = None
+        """Where a running continuation writes (None while the job writes into the result panel)."""
+        self._strip_leading_space = False
+        self._selection: TrackedRange | None = None
+        """What Accept replaces: the selection a rewrite or translation was made from."""
         self._loading_metadata = False
         self._document_length = 1
-        self._reported_busy = False
 
         self._editor = _named(QPlainTextEdit(), "editor")
         self._editor.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
@@ -541,7 +396,7 @@ class EditorPane(Pane):
         )
         self.ghost.message.connect(self._say)
         self.find_bar = FindBar(self._editor, self)
-        self.result_panel = ResultPanel(self)
+        self.result_panel = PreviewPanel("result", parent=self)
         self._build_story_notes()
         self._build_bottom_bar()
         self._build_layout()
@@ -555,6 +410,12 @@ class EditorPane(Pane):
         self.result_panel.insertRequested.connect(self.insert_result)
         self.result_panel.acceptRequested.connect(self.accept_result)
         self.result_panel.discardRequested.connect(self.discard_result)
+        self._jobs.textArrived.connect(self._on_job_text)
+        self._jobs.progress.connect(self._on_job_progress)
+        self._jobs.finished.connect(self._on_job_finished)
+        self._jobs.failed.connect(self._on_job_failed)
+        self._jobs.busyChanged.connect(self.stop_button.setEnabled)
+        self._jobs.busyChanged.connect(self.busyChanged)
         self.apply_settings(settings)
         self.update_counts()
 
@@ -675,7 +536,7 @@ class EditorPane(Pane):
 
     @property
     def busy(self) -> bool:
-        return self._job is not None
+        return self._jobs.busy
 
     def pane_actions(self) -> list[QAction]:
         return [
@@ -729,8 +590,7 @@ class EditorPane(Pane):
 
     def stop(self) -> None:
         """Stop the running job; what it wrote so far stays (in the document or the result panel)."""
-        if self._job is not None:
-            self._job.stop()
+        if self._jobs.stop():
             self._say("Stopping…")
 
     # --- assists -------------------------------------------------------------------------------------------
@@ -746,10 +606,9 @@ class EditorPane(Pane):
             return
         cursor.setPosition(position)
         self._editor.setTextCursor(cursor)
-        insertion = QTextCursor(self._editor.document())
-        insertion.setPosition(position)
         request = StoryRequest(story=story, memory=metadata["memory"], authors_note=metadata["authors_note"])
-        self._start(request, story=_StoryInsertion(insertion, strip_leading_space=not story or story[-1].isspace()))
+        self._start(request, story=StreamedInsertion(self._editor, position))
+        self._strip_leading_space = not story or story[-1].isspace()
         self._say("Continuing the story…")
 
     def open_poem_dialog(self) -> None:
@@ -760,7 +619,7 @@ class EditorPane(Pane):
         if not request.theme.strip():
             self._say("Give the poem a theme first.")
             return
-        self.result_panel.begin(f"Poem ({request.form})", replaces_selection=False, status="Writing…")
+        self.result_panel.begin(f"Poem ({request.form})", "Writing…", can_accept=False)
         self._start(request)
 
     def summarize(self) -> None:
@@ -772,7 +631,7 @@ class EditorPane(Pane):
             self._say("There is nothing to summarize yet.")
             return
         title = "Summary of the selection" if of_selection else "Summary of the document"
-        self.result_panel.begin(title, replaces_selection=False, status="Summarizing…")
+        self.result_panel.begin(title, "Summarizing…", can_accept=False)
         self._start(SummaryRequest(text))
 
     def open_rewrite_dialog(self) -> None:
@@ -788,7 +647,7 @@ class EditorPane(Pane):
             return
         selection = self._track_selection()
         title = f"Rewrite: {instruction}" if style == CUSTOM_STYLE else f"Rewrite: {style}"
-        self.result_panel.begin(title, replaces_selection=True, status="Rewriting…")
+        self.result_panel.begin(title, "Rewriting…", can_accept=True)
         self._start(RewriteRequest(text=selection.original, style=style, instruction=instruction), selection=selection)
 
     def open_translate_dialog(self) -> None:
@@ -802,7 +661,7 @@ class EditorPane(Pane):
         if not self._require_selection("translate"):
             return
         selection = self._track_selection()
-        self.result_panel.begin(f"Translation into {language}", replaces_selection=True, status="Translating…")
+        self.result_panel.begin(f"Translation into {language}", "Translating…", can_accept=True)
         self._start(TranslateRequest(text=selection.original, language=language.strip()), selection=selection)
 
     # --- result panel actions ------------------------------------------------------------------------------
@@ -816,12 +675,7 @@ class EditorPane(Pane):
         text = self.result_panel.text.strip()
         if not text or self.result_panel.running:
             return
-        cursor = self._editor.textCursor()
-        cursor.setPosition(cursor.position())
-        cursor.beginEditBlock()
-        cursor.insertText(text)
-        cursor.endEditBlock()
-        self._editor.setTextCursor(cursor)
+        insert_as_one_step(self._editor, text)
         self.result_panel.set_status("Inserted at the cursor.")
         self._editor.setFocus()
 
@@ -831,16 +685,13 @@ class EditorPane(Pane):
         text = self.result_panel.text.strip()
         if selection is None or not text or self.result_panel.running:
             return
-        target = selection.cursor()
-        if plain_text_of(target) != selection.original:
+        original = selection.original
+        target = selection.replace(_leading_whitespace(original) + text + _trailing_whitespace(original))
+        if target is None:
             message = "The original text changed meanwhile, so it was not replaced. Copy or insert the result instead."
             self.result_panel.set_status(message)
             self._say(message)
             return
-        original = selection.original
-        target.beginEditBlock()
-        target.insertText(_leading_whitespace(original) + text + _trailing_whitespace(original))
-        target.endEditBlock()
         self._editor.setTextCursor(target)
         self._selection = None
         self.result_panel.close_panel()
@@ -850,7 +701,7 @@ class EditorPane(Pane):
 
     def discard_result(self) -> None:
         """Drop the result (stopping it if it is still being written); the document is not touched."""
-        if self._job is not None and self._story is None:
+        if self._jobs.busy and self._story is None:
             self._drop_job()
         self._selection = None
         self.result_panel.close_panel()
@@ -862,97 +713,58 @@ class EditorPane(Pane):
     def _start(
         self,
         request: object,
-        story: _StoryInsertion | None = None,
-        selection: _TrackedSelection | None = None,
+        story: StreamedInsertion | None = None,
+        selection: TrackedRange | None = None,
     ) -> None:
         """Run ``request`` as this pane's only job; a running one is discarded first so its text never lands."""
-        self._drop_job(keep_panel=story is None, report=False)  # busy throughout: no False/True flicker
-        self._story = story
-        if story is None:  # a continuation leaves a finished rewrite waiting for Accept alone
-            self._selection = selection
-            self._sync_side_panel()
-        job = self.client.start(request, self.settings.sampler)
-        self._job = job
-        job.chunk.connect(self._on_job_chunk)
-        job.progress.connect(self._on_job_progress)
-        job.finished.connect(self._on_job_finished)
-        job.failed.connect(self._on_job_failed)
-        self._set_busy(True)
+        with self._jobs.replacing():  # busy throughout: no False/True flicker
+            self._drop_job(keep_panel=story is None)
+            self._story = story
+            if story is None:  # a continuation leaves a finished rewrite waiting for Accept alone
+                self._selection = selection
+                self._sync_side_panel()
+            self._jobs.start(request, self.settings.sampler)
 
-    def _drop_job(self, keep_panel: bool = False, report: bool = True) -> None:
+    def _drop_job(self, keep_panel: bool = False) -> None:
         """Discard the running job: nothing it still writes reaches the document or the panel."""
-        job = self._job
-        if job is None:
+        if not self._jobs.busy:
             return
         was_story = self._story is not None
-        job.discard()
-        self._forget_job(report)
+        self._jobs.discard()
+        self._story = None
         if not was_story and not keep_panel:
             self._selection = None
             self.result_panel.close_panel()
             self._sync_side_panel()
 
-    def _forget_job(self, report: bool = True) -> None:
-        """The job is over (the client no longer knows it): release it and, unless replaced at once, say so."""
-        if self._job is not None:
-            self._job.deleteLater()
-        self._job = None
-        self._story = None
-        if report:
-            self._set_busy(False)
-
-    def _is_current(self) -> bool:
-        """Only the running job may touch the pane (discarded jobs are already silenced by the client)."""
-        sender = self.sender()
-        return self._job is not None and isinstance(sender, AiJob) and sender.id == self._job.id
-
-    def _on_job_chunk(self, text: str) -> None:
-        if not self._is_current():
-            return
+    def _on_job_text(self, text: str) -> None:
         if self._story is not None:
             self._insert_story_text(text)
         else:
             self.result_panel.append(text)
 
     def _insert_story_text(self, text: str) -> None:
-        """Write a chunk at the insertion point, joined to the previous chunks' edit block (one undo step)."""
+        """Write a batch at the end of the continuation, all of it one undo step."""
         story = self._story
         assert story is not None
-        if story.strip_leading_space:
+        if self._strip_leading_space:
             text = text.lstrip(" \t")
             if not text:
                 return
-            story.strip_leading_space = False
-        document = self._editor.document()
-        steps_now = document.availableUndoSteps()
-        if story.undo_steps_after_last_chunk >= 0 and steps_now < story.undo_steps_after_last_chunk:
-            self._drop_job()  # the continuation was undone (or the document replaced): stop adding to it
+            self._strip_leading_space = False
+        if not story.append(text):
+            self._drop_job()  # the continuation was undone: stop adding to it
             self._say("Stopped continuing: the new text was undone.")
-            return
-        caret_follows = self._editor.textCursor().position() == story.cursor.position()
-        if steps_now == story.undo_steps_after_last_chunk:
-            story.cursor.joinPreviousEditBlock()
-        else:  # the first chunk, or the user edited in between: a new block
-            story.cursor.beginEditBlock()
-        story.cursor.insertText(text)
-        story.cursor.endEditBlock()
-        story.undo_steps_after_last_chunk = document.availableUndoSteps()
-        if caret_follows:
-            self._editor.ensureCursorVisible()
 
     def _on_job_progress(self, stage: str) -> None:
-        if not self._is_current():
-            return
         if self._story is None:
             self.result_panel.set_status(stage)
         self._say(stage)
 
     def _on_job_finished(self, stats: dict[str, Any]) -> None:
-        if not self._is_current():
-            return
+        """The job ended (the runner says busy False right after, so listeners see the final status)."""
         cancelled = stats.get("finish_reason") == "cancelled"
-        was_story = self._story is not None
-        self._forget_job(report=False)
+        was_story, self._story = self._story is not None, None
         if not was_story:
             if not self.result_panel.text.strip():
                 status = "Stopped before any text." if cancelled else "The model wrote nothing; try again."
@@ -963,17 +775,12 @@ class EditorPane(Pane):
                 status = "Done."
             self.result_panel.finish(status)
         self._say("Stopped." if cancelled else "")
-        self._set_busy(False)  # last, so listeners see the final status
 
     def _on_job_failed(self, message: str) -> None:
-        if not self._is_current():
-            return
-        was_story = self._story is not None
-        self._forget_job(report=False)
+        was_story, self._story = self._story is not None, None
         if not was_story:
             self.result_panel.finish(message)
         self._say(message)
-        self._set_busy(False)
 
     def _on_contents_change(self, position: int, removed: int, added: int) -> None:
         """A continuation must not write into a document that was replaced (opened, new) or cleared meanwhile."""
@@ -983,12 +790,6 @@ class EditorPane(Pane):
         if everything_removed and self._story is not None:
             self._drop_job()
             self._say("Stopped continuing: the document was replaced.")
-
-    def _set_busy(self, busy: bool) -> None:
-        self.stop_button.setEnabled(busy)
-        if busy != self._reported_busy:
-            self._reported_busy = busy
-            self.busyChanged.emit(busy)
 
     # --- helpers -------------------------------------------------------------------------------------------
 
@@ -1003,11 +804,8 @@ class EditorPane(Pane):
         self._say(f"Select the text to {verb} first.")
         return False
 
-    def _track_selection(self) -> _TrackedSelection:
-        cursor = self._editor.textCursor()
-        return _TrackedSelection.of(
-            self._editor.document(), cursor.selectionStart(), cursor.selectionEnd(), plain_text_of(cursor)
-        )
+    def _track_selection(self) -> TrackedRange:
+        return TrackedRange.of_selection(self._editor.textCursor())
 
     def _show_story_notes(self, shown: bool) -> None:
         self.story_notes.setVisible(shown)

@@ -43,7 +43,10 @@ from PySide6.QtWidgets import QPlainTextEdit
 
 from assistant.core.inline import CodeContext, should_suggest_code
 from assistant.engine.completion import InlineRequest
-from assistant.gui.worker import AiClient, AiJob
+from assistant.gui.jobs import JobRunner
+from assistant.gui.qt_text import utf16_length
+from assistant.gui.streamed_insertion import insert_as_one_step
+from assistant.gui.worker import AiClient
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +106,6 @@ def next_word(text: str) -> str:
     """The part of a suggestion Ctrl+Right accepts: up to the end of its next word (or run of punctuation)."""
     match = _NEXT_WORD.match(text)
     return match.group() if match else text
-
-
-def utf16_length(text: str) -> int:
-    """Qt counts positions in UTF-16 units; an emoji is one Python character but two Qt positions."""
-    return len(text.encode("utf-16-le")) // 2
 
 
 def _without_broken_surrogates(prefix: str, suffix: str) -> tuple[str, str]:
@@ -219,7 +217,10 @@ class GhostTextController(QObject):
         self._language = language or (lambda: None)
         self._enabled = enabled
 
-        self._job: AiJob | None = None
+        self._jobs = JobRunner(client, self)
+        self._jobs.suggestionChanged.connect(self._on_suggestion)
+        self._jobs.finished.connect(self._on_finished)
+        self._jobs.failed.connect(self._on_failed)
         self._manual = False
         self._suggestion = ""
         """The current job's whole suggestion so far."""
@@ -307,7 +308,7 @@ class GhostTextController(QObject):
     @property
     def in_flight(self) -> bool:
         """True while the model works on this editor's latest request."""
-        return self._job is not None
+        return self._jobs.busy
 
     def set_enabled(self, enabled: bool) -> None:
         """Turn automatic suggestions on or off; turning them off also drops what is shown or asked for."""
@@ -419,7 +420,6 @@ class GhostTextController(QObject):
             return
         if self._mode == "code" and not manual and not should_suggest_code(CodeContext.from_text(prefix, suffix)):
             return  # typing in the middle of a line: leave it alone until asked
-        self._drop_job()
         self._hide()
         request = InlineRequest(
             mode=self._mode,
@@ -428,37 +428,25 @@ class GhostTextController(QObject):
             language=self._language() if self._mode == "code" else None,
             pane=self._pane,
         )
-        job = self._client.suggest(request)
-        self._job = job
+        self._jobs.suggest(request)  # the previous request is discarded: the latest wins
         self._manual = manual
         self._suggestion = ""
         self._consumed = ""
         self._expected_state = self._state()
-        job.suggestion.connect(lambda text, job=job: self._on_suggestion(job, text))
-        job.finished.connect(lambda stats, job=job: self._on_finished(job, stats))
-        job.failed.connect(lambda text, job=job: self._on_failed(job, text))
         self.requests_sent += 1
         self.requestSent.emit(request)
 
     def _drop_job(self) -> None:
         """Discard the request in flight: nothing it still produces reaches the editor."""
-        job, self._job = self._job, None
-        if job is None:
-            return
-        job.release()
+        self._jobs.discard()
 
-    # --- results -------------------------------------------------------------------------------------------
+    # --- results (only the latest request's: the runner drops the others) ---------------------------------
 
-    def _on_suggestion(self, job: AiJob, text: str) -> None:
-        if job is self._job:
-            self._suggestion = text.replace("\r\n", "\n").replace("\r", "\n")
-            self._show_suggestion()
+    def _on_suggestion(self, text: str) -> None:
+        self._suggestion = text.replace("\r\n", "\n").replace("\r", "\n")
+        self._show_suggestion()
 
-    def _on_finished(self, job: AiJob, stats: dict[str, Any]) -> None:
-        if job is not self._job:
-            return
-        self._job = None
-        job.deleteLater()
+    def _on_finished(self, stats: dict[str, Any]) -> None:
         if stats.get("finish_reason") != "done":
             return
         self._suggestion = str(stats.get("text", "")).replace("\r\n", "\n").replace("\r", "\n")
@@ -466,11 +454,7 @@ class GhostTextController(QObject):
         if self._manual and not self._suggestion.strip() and self._shown is None:
             self.message.emit("No suggestion here.")
 
-    def _on_failed(self, job: AiJob, message: str) -> None:
-        if job is not self._job:
-            return
-        self._job = None
-        job.deleteLater()
+    def _on_failed(self, message: str) -> None:
         log.info("Inline suggestion failed: %s", message)
         if self._manual:
             self.message.emit(message)
@@ -574,17 +558,13 @@ class GhostTextController(QObject):
 
     def _insert(self, text: str) -> None:
         """Put accepted text in at the cursor as its own undo step."""
-        cursor = self._editor.textCursor()
         self._inserting = True
         try:
-            cursor.beginEditBlock()
-            cursor.insertText(text)
-            cursor.endEditBlock()
-            self._editor.setTextCursor(cursor)
+            insert_as_one_step(self._editor, text)
         finally:
             self._inserting = False
         self._serial_seen_by_cursor = self._edit_serial
-        self._last_cursor_position = cursor.position()
+        self._last_cursor_position = self._editor.textCursor().position()
         self._editor.ensureCursorVisible()
 
     # --- what the user does --------------------------------------------------------------------------------
@@ -736,7 +716,7 @@ class GhostTextController(QObject):
                 self._draw(rest)  # no new request while what is typed still matches
             else:
                 self.ghostHidden.emit()
-                if self._job is None:
+                if not self._jobs.busy:
                     self._schedule()  # typed all of it: ask what comes next
         else:
             self.ghostHidden.emit()
