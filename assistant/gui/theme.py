@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
@@ -33,12 +34,14 @@ def dark_palette() -> QPalette:
 
 
 def is_dark(theme: str) -> bool:
-    if theme == "dark":
-        return True
-    if theme == "light":
-        return False
+    """Whether "system", "light" or "dark" means dark now: the platform's colour scheme, else its palette."""
+    if theme in ("dark", "light"):
+        return theme == "dark"
     hints = QGuiApplication.styleHints()
-    return bool(hints is not None and hints.colorScheme().name == "Dark")
+    scheme = hints.colorScheme() if hints is not None else Qt.ColorScheme.Unknown
+    if scheme != Qt.ColorScheme.Unknown:
+        return scheme == Qt.ColorScheme.Dark
+    return QGuiApplication.palette().color(QPalette.ColorRole.Window).lightness() < 128
 
 
 def apply_theme(app: QApplication, theme: str) -> bool:

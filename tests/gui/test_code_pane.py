@@ -129,18 +129,100 @@ def test_line_number_gutter_grows_with_the_line_count_and_shows_numbers(qtbot, p
     assert inked > 20, "line numbers are painted in the gutter"
 
 
-def test_tab_inserts_spaces_and_enter_keeps_the_indentation(qtbot, pane: CodePane) -> None:
-    pane.editor.setPlainText("def f():")
-    put_cursor(pane, len("def f():"))
+def type_lines(qtbot, pane: CodePane, text: str) -> None:
+    """Type as a programmer does: each line break with the Return key, nothing indented by hand."""
+    for number, line in enumerate(text.split("\n")):
+        if number:
+            qtbot.keyClick(pane.editor, Qt.Key.Key_Return)
+        if line:
+            qtbot.keyClicks(pane.editor, line)
+
+
+def cursor_column(pane: CodePane) -> int:
+    return pane.editor.textCursor().positionInBlock()
+
+
+def test_enter_after_a_python_block_opener_indents_one_level(qtbot, pane: CodePane) -> None:
+    pane.set_file_name("fib.py")
+    pane.editor.setFocus()
+    qtbot.keyClicks(pane.editor, "def fibonacci(n):")
+    qtbot.keyClick(pane.editor, Qt.Key.Key_Return)
+    assert pane.editor.toPlainText() == "def fibonacci(n):\n    "
+    assert cursor_column(pane) == 4, "the body starts one level in, not at column 0"
+
+    type_lines(qtbot, pane, "if n < 2:  # the first two\nreturn n\nreturn fibonacci(n - 1) + fibonacci(n - 2)")
+
+    assert pane.editor.toPlainText() == (
+        "def fibonacci(n):\n"
+        "    if n < 2:  # the first two\n"
+        "        return n\n"  # a colon before a comment still opens a block
+        "    return fibonacci(n - 1) + fibonacci(n - 2)"  # after return the block is over
+    )
+
+
+def test_enter_keeps_the_indentation_and_tab_inserts_spaces(qtbot, pane: CodePane) -> None:
+    pane.set_file_name("f.py")
+    pane.editor.setFocus()
+    type_lines(qtbot, pane, "def f():\nx = 1\ny = 2")
+    qtbot.keyClick(pane.editor, Qt.Key.Key_Tab)
+    qtbot.keyClicks(pane.editor, "# two")
+    assert pane.editor.toPlainText() == "def f():\n    x = 1\n    y = 2   # two", "Tab goes to the next tab stop"
+    assert pane.editor.font().fixedPitch()
+
+
+def test_brackets_open_and_close_indented_blocks_in_c_like_code(qtbot, pane: CodePane) -> None:
+    pane.set_file_name("app.js")
+    pane.editor.setFocus()
+    typed = "function total(values) {\nlet sum = 0;\nfor (const v of values) {\nsum += v;\n}\nreturn [\nsum,\n]\n}"
+    type_lines(qtbot, pane, typed)
+    assert pane.editor.toPlainText() == (
+        "function total(values) {\n"
+        "    let sum = 0;\n"
+        "    for (const v of values) {\n"
+        "        sum += v;\n"
+        "    }\n"  # a closing bracket lines up with the line that opened it
+        "    return [\n"
+        "        sum,\n"
+        "    ]\n"
+        "}"
+    )
+
+
+def test_enter_between_brackets_puts_the_closer_on_its_own_line(qtbot, pane: CodePane) -> None:
+    pane.set_file_name("main.c")
+    pane.editor.setPlainText("int main(void) {}")
+    put_cursor(pane, len("int main(void) {"))
     pane.editor.setFocus()
     qtbot.keyClick(pane.editor, Qt.Key.Key_Return)
-    qtbot.keyClick(pane.editor, Qt.Key.Key_Tab)
-    qtbot.keyClicks(pane.editor, "x = 1")
+    qtbot.keyClicks(pane.editor, "return 0;")
+    assert pane.editor.toPlainText() == "int main(void) {\n    return 0;\n}"
+    pane.editor.undo()
+    pane.editor.undo()
+    assert pane.editor.toPlainText() == "int main(void) {}", "the line break is one undo step"
+
+
+def test_backspace_in_the_indentation_takes_back_one_level(qtbot, pane: CodePane) -> None:
+    pane.set_file_name("f.py")
+    pane.editor.setPlainText("if x:\n        ")
+    put_cursor(pane, len(pane.editor.toPlainText()))
+    pane.editor.setFocus()
+    qtbot.keyClick(pane.editor, Qt.Key.Key_Backspace)
+    assert pane.editor.toPlainText() == "if x:\n    "
+    qtbot.keyClicks(pane.editor, "  ")
+    qtbot.keyClick(pane.editor, Qt.Key.Key_Backspace)
+    assert pane.editor.toPlainText() == "if x:\n    ", "back to the tab stop"
+    qtbot.keyClicks(pane.editor, "y = 1")
+    qtbot.keyClick(pane.editor, Qt.Key.Key_Backspace)
+    assert pane.editor.toPlainText() == "if x:\n    y = ", "after code, Backspace deletes one character"
+
+
+def test_plain_text_gets_no_block_rules_but_keeps_the_indentation(qtbot, pane: CodePane) -> None:
+    pane.set_file_name("notes.txt")
+    pane.editor.setFocus()
+    type_lines(qtbot, pane, "Remember:")
+    qtbot.keyClicks(pane.editor, "")
     qtbot.keyClick(pane.editor, Qt.Key.Key_Return)
-    qtbot.keyClicks(pane.editor, "return x")
-    assert pane.editor.toPlainText() == "def f():\n    x = 1\n    return x"
-    font = pane.editor.font()
-    assert font.fixedPitch()
+    assert pane.editor.toPlainText() == "Remember:\n", "a colon opens no block outside Python"
 
 
 def test_tab_on_several_lines_indents_them_and_shift_tab_dedents(qtbot, pane: CodePane) -> None:
@@ -528,17 +610,30 @@ def test_real_model_completes_a_python_function(qtbot, real_client, app_settings
 
 
 @pytest.mark.slow
-def test_real_model_fix_produces_a_diff_view(qtbot, real_client, app_settings) -> None:
+def test_real_model_fix_shows_a_diff_and_accept_writes_what_it_shows(qtbot, real_client, app_settings) -> None:
     pane = CodePane(real_client, app_settings)
     qtbot.addWidget(pane)
     pane.show()
     pane.set_file_name("add.py")
     pane.editor.setPlainText(BUGGY)
+    error_input = child(pane, QPlainTextEdit, "codeErrorInput")
+    assert isinstance(error_input, QPlainTextEdit)
+    error_input.setPlainText("add(2, 3) returned -1 instead of 5")
 
     run_until_idle(qtbot, pane, pane.fix_code, timeout=120_000)
 
-    diff_view = child(pane, QWidget, "codeFixPanel")
-    assert diff_view.isVisible(), message(pane)
-    assert diff_text(pane).startswith("--- a/add.py") or not button(pane, "codeFixAccept").isEnabled()
     assert pane.editor.toPlainText() == BUGGY, "the document waits for Accept"
+    assert child(pane, QWidget, "codeFixPanel").isVisible(), message(pane)
+    diff = diff_text(pane)
+    assert diff.startswith("--- a/add.py\n+++ b/add.py\n@@"), f"a diff of a changed file, not {diff!r}"
+    body = [line for line in diff.splitlines()[2:] if not line.startswith("@@")]
+    shown_after = [line[1:] for line in body if line[:1] in (" ", "+")]
+    assert shown_after != BUGGY.splitlines(), "the fix changes the code"
+    assert button(pane, "codeFixAccept").isEnabled()
+
+    button(pane, "codeFixAccept").click()
+
+    assert pane.editor.toPlainText().splitlines() == shown_after, "Accept writes exactly what the diff showed"
+    pane.editor.undo()
+    assert pane.editor.toPlainText() == BUGGY
     pane.close()

@@ -523,7 +523,7 @@ def test_code_pane_suggests_at_the_end_of_a_line_and_tab_inserts_it(
 ) -> None:
     fake_session.suggestions = {"b):\n    ": "return a + b"}
     editor, ghost = code_pane.editor, code_pane.ghost
-    type_text(qtbot, editor, "def add(a, b):\n    ")
+    type_text(qtbot, editor, "def add(a, b):\n")  # Enter indents the body by itself
     plain = screenshot(editor)
     wait_for_ghost(qtbot, ghost, "return a + b")
 
@@ -609,9 +609,10 @@ def test_code_pane_toggle_turns_automatic_suggestions_off(
 def test_code_pane_complete_at_cursor_is_not_disturbed_by_suggestions(
     qtbot, code_pane: CodePane, fake_session: FakeSession
 ) -> None:
-    fake_session.words = ["    return", " a", " +", " b\n"]
+    fake_session.words = ["return", " a", " +", " b\n"]
     editor, ghost = code_pane.editor, code_pane.ghost
     type_text(qtbot, editor, "def add(a, b):\n")
+    assert editor.toPlainText() == "def add(a, b):\n    "
     wait_for_ghost(qtbot, ghost, " and more")
     requests = ghost.requests_sent
 
@@ -626,16 +627,16 @@ def test_code_pane_complete_at_cursor_is_not_disturbed_by_suggestions(
 # --- the real model --------------------------------------------------------------------------------------------
 
 
-def _wait_for_real_suggestion_and_accept_it(qtbot, pane: EditorPane | CodePane, typed: str) -> str:
+def _wait_for_real_suggestion_and_accept_it(qtbot, pane: EditorPane | CodePane, before: str) -> str:
     """Wait for the model's ghost text, check it left the document alone, press Tab; returns the suggestion."""
     qtbot.waitUntil(
         lambda: pane.ghost.ghost_text.strip() != "" and not pane.ghost.in_flight, timeout=REAL_MODEL_WAIT_MS
     )
     suggestion = pane.ghost.ghost_text
-    assert pane.editor.toPlainText() == typed
+    assert pane.editor.toPlainText() == before
 
     qtbot.keyClick(pane.editor, Qt.Key.Key_Tab)
-    assert pane.editor.toPlainText() == typed + suggestion
+    assert pane.editor.toPlainText() == before + suggestion
     return suggestion
 
 
@@ -659,9 +660,12 @@ def test_real_model_suggests_the_body_of_a_function(qtbot, real_client: AiClient
     qtbot.addWidget(pane)
     pane.set_file_name("add.py")
     _focus(qtbot, pane)
-    typed = "def add(a, b):\n    "
-    type_text(qtbot, pane.editor, typed)
+    type_text(qtbot, pane.editor, "def add(a, b):\n")  # Enter indents the body
 
-    suggestion = _wait_for_real_suggestion_and_accept_it(qtbot, pane, typed)
-    assert "return" in suggestion or "a" in suggestion, suggestion
+    suggestion = _wait_for_real_suggestion_and_accept_it(qtbot, pane, "def add(a, b):\n    ")
+
+    assert not suggestion[:1].isspace() and not suggestion.startswith("def add"), suggestion
+    namespace: dict[str, object] = {}
+    exec(compile(pane.editor.toPlainText(), "add.py", "exec"), namespace)  # what the user now has must run
+    assert namespace["add"](2, 3) == 5, suggestion  # type: ignore[operator]
     pane.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from PySide6.QtCore import QPoint, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import (
@@ -55,6 +55,7 @@ from assistant.core.prompts import ChatRequest, CodeRequest, default_system_prom
 from assistant.core.settings import AppSettings
 from assistant.gui.jobs import JobRunner
 from assistant.gui.panes.base import Pane
+from assistant.gui.util import named
 from assistant.gui.worker import AiClient
 
 RENDER_INTERVAL_MS = 100
@@ -80,15 +81,6 @@ def code_fence_for(code: str) -> str:
     """A fence longer than any run of backticks inside the code, so the code cannot end its own block."""
     longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
     return "`" * max(3, longest + 1)
-
-
-WidgetType = TypeVar("WidgetType", bound=QWidget)
-
-
-def named(widget: WidgetType, object_name: str) -> WidgetType:
-    """Give a widget the object name tests and style sheets find it by."""
-    widget.setObjectName(object_name)
-    return widget
 
 
 def safe_file_name(title: str) -> str:

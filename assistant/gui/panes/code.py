@@ -14,6 +14,7 @@ import fnmatch
 import functools
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,6 @@ from PySide6.QtGui import (
     QColor,
     QFont,
     QFontDatabase,
-    QGuiApplication,
     QKeyEvent,
     QKeySequence,
     QPainter,
@@ -56,19 +56,17 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.core.code_text import (
-    GUESS_SAMPLE_CHARS,
-    LANGUAGE_CHOICES,
     TAB_WIDTH,
     code_lines_so_far,
     completion_extent,
     fenced_code,
     final_code,
     fit_replacement,
-    guess_code_language,
     indent_width,
     leading_whitespace,
     unified_diff_text,
 )
+from assistant.core.languages import COMMON_LANGUAGES, GUESS_SAMPLE_CHARS, guess_language
 from assistant.core.prompts import CodeRequest
 from assistant.core.settings import AppSettings
 from assistant.gui.jobs import JobRunner
@@ -76,6 +74,7 @@ from assistant.gui.panes.base import Pane
 from assistant.gui.panes.ghost_text import GhostTextController
 from assistant.gui.preview_panel import PreviewPanel, TrackedRange
 from assistant.gui.streamed_insertion import StreamedInsertion
+from assistant.gui.theme import is_dark
 from assistant.gui.worker import AiClient
 
 log = logging.getLogger(__name__)
@@ -103,7 +102,7 @@ def lexer_for_file_name(name: str) -> Lexer | None:
     The common languages win where a pattern is shared: Pygments alone calls "query.sql" Transact-SQL.
     """
     base_name = os.path.basename(name)
-    for _label, alias in LANGUAGE_CHOICES:
+    for _label, alias in COMMON_LANGUAGES:
         lexer = lexer_for_alias(alias)
         if alias != "text" and any(fnmatch.fnmatchcase(base_name, pattern) for pattern in lexer.filenames):
             return lexer
@@ -332,6 +331,75 @@ class PygmentsHighlighter(QSyntaxHighlighter):
 
 # --- the editor -----------------------------------------------------------------------------------------------
 
+BRACKETS = {"(": ")", "[": "]", "{": "}"}
+COLON_BLOCK_LANGUAGES = frozenset({"python", "python2", "cython"})
+"""Languages whose blocks open with a colon at the end of a line."""
+HASH_COMMENT_LANGUAGES = frozenset({"python", "python2", "cython", "bash", "ruby", "perl", "yaml", "toml", "r"})
+"""Languages whose line comments start with "#" (the others' with "//")."""
+PYTHON_BLOCK_ENDERS = re.compile(r"^\s*(?:(?:return|raise)\b.*|pass|break|continue)\s*$")
+"""A Python line after which the block is over: the next line goes one level back, as Python editors do."""
+MATCH_SCAN_CHARS = 20_000
+"""How far back a closing bracket looks for its opening one (enough for any block a person reads at once)."""
+
+
+def code_part(line: str, language: str) -> str:
+    """The line without its trailing comment (a "#" or "//" outside quotes), right spaces stripped."""
+    marker = "#" if language in HASH_COMMENT_LANGUAGES else "//"
+    quote = ""
+    for index, character in enumerate(line):
+        if quote:
+            if character == quote and line[index - 1] != "\\":
+                quote = ""
+        elif character in "\"'`":
+            quote = character
+        elif line.startswith(marker, index):
+            return line[:index].rstrip()
+    return line.rstrip()
+
+
+def indent_unit(line: str) -> str:
+    """One level of indentation as this line writes it: a tab if it is indented with tabs, else spaces."""
+    return "\t" if line.startswith("\t") else " " * TAB_WIDTH
+
+
+def line_break_for(before: str, after: str, language: str) -> tuple[str, str]:
+    """What Enter inserts before and after the cursor, given the line's text on either side of it.
+
+    The new line keeps the indentation and gains a level after a block opener: an opening bracket at the end of
+    the line in any language, a colon in Python. Between a bracket and its closing partner (``{|}``) the closer
+    moves to a line of its own, and after ``return``, ``pass``, ``break``, ``continue`` or ``raise`` Python's
+    next line goes one level back: what VS Code and the JetBrains editors do.
+    """
+    indent = leading_whitespace(before)
+    code = code_part(before, language)
+    opens = bool(code) and (code[-1] in BRACKETS or (code[-1] == ":" and language in COLON_BLOCK_LANGUAGES))
+    if opens:
+        inner = indent + indent_unit(before)
+        closer = after.lstrip()[:1]
+        if code[-1] in BRACKETS and closer == BRACKETS[code[-1]]:
+            return "\n" + inner, "\n" + indent
+        return "\n" + inner, ""
+    if language in COLON_BLOCK_LANGUAGES and not after.strip() and PYTHON_BLOCK_ENDERS.match(code):
+        unit = indent_unit(before)
+        return "\n" + (indent[: -len(unit)] if indent.endswith(unit) else indent), ""
+    return "\n" + indent, ""
+
+
+def matching_opener_indent(text_before: str, closer: str) -> str | None:
+    """The indentation of the line holding the bracket that ``closer`` would close, or None if there is none."""
+    opener = next(key for key, value in BRACKETS.items() if value == closer)
+    depth = 0
+    for index in range(len(text_before) - 1, -1, -1):
+        character = text_before[index]
+        if character == closer:
+            depth += 1
+        elif character == opener:
+            if depth == 0:
+                return leading_whitespace(text_before[text_before.rfind("\n", 0, index) + 1 : index])
+            depth -= 1
+    return None
+
+
 
 class LineNumberArea(QWidget):
     """The gutter left of the text: it only paints; the editor decides its width and what it shows."""
@@ -359,6 +427,8 @@ class CodeEditor(QPlainTextEdit):
         super().__init__(parent)
         self.setObjectName("codeEditor")
         self.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.language = ""
+        """The code's language (a Pygments alias such as "python"), for the indentation rules; "" if unknown."""
         self._line_numbers = LineNumberArea(self)
         self._gutter_background = QColor("#f0f0f0")
         self._gutter_text = QColor("#888888")
@@ -466,7 +536,7 @@ class CodeEditor(QPlainTextEdit):
     # --- typing --------------------------------------------------------------------------------------------------
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt's name)
-        """Tab indents with spaces, Shift+Tab dedents, Enter keeps the line's indentation."""
+        """Tab indents with spaces, Shift+Tab dedents; Enter, Backspace and closing brackets follow the blocks."""
         if self.isReadOnly():
             super().keyPressEvent(event)
             return
@@ -475,18 +545,87 @@ class CodeEditor(QPlainTextEdit):
         command_keys = (
             Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier | Qt.KeyboardModifier.MetaModifier
         )
-        if key == Qt.Key.Key_Tab and not modifiers & command_keys:
+        plain = not modifiers & command_keys
+        if key == Qt.Key.Key_Tab and plain:
             self._tab()
-        elif key == Qt.Key.Key_Backtab and not modifiers & command_keys:
+        elif key == Qt.Key.Key_Backtab and plain:
             self._change_indent(dedent=True)
-        elif key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not modifiers & command_keys:
-            cursor = self.textCursor()
-            indent = leading_whitespace(cursor.block().text()[: cursor.positionInBlock()])
-            cursor.insertText("\n" + indent)
-            self.setTextCursor(cursor)
-            self.ensureCursorVisible()
-        else:
+        elif key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and plain:
+            self._new_line()
+        elif not self._indentation_key(event, plain):
             super().keyPressEvent(event)
+
+    def _indentation_key(self, event: QKeyEvent, plain: bool) -> bool:
+        """Backspace in leading spaces, or a closing bracket on a blank line; False if the key is not one."""
+        if event.key() == Qt.Key.Key_Backspace and event.modifiers() == Qt.KeyboardModifier.NoModifier:
+            return self._backspace_level()
+        text = event.text()
+        return plain and len(text) == 1 and text in BRACKETS.values() and self._type_closer(text)
+
+    def _line_around(self, cursor: QTextCursor) -> tuple[str, str]:
+        """The cursor line's text before the selection (or cursor) and after it."""
+        document = self.document()
+        start, end = cursor.selectionStart(), cursor.selectionEnd()
+        left = QTextCursor(document)
+        left.setPosition(document.findBlock(start).position())
+        left.setPosition(start, QTextCursor.MoveMode.KeepAnchor)
+        right = QTextCursor(document)
+        right.setPosition(end)
+        right.movePosition(QTextCursor.MoveOperation.EndOfBlock, QTextCursor.MoveMode.KeepAnchor)
+        return left.selection().toPlainText(), right.selection().toPlainText()
+
+    def _new_line(self) -> None:
+        """Break the line with the indentation the code calls for (see :func:`line_break_for`)."""
+        cursor = self.textCursor()
+        before, after = self._line_around(cursor)
+        head, tail = line_break_for(before, after, self.language)
+        if tail:
+            cursor.beginEditBlock()
+            cursor.insertText(head)
+            caret = cursor.position()
+            cursor.insertText(tail)
+            cursor.endEditBlock()
+            cursor.setPosition(caret)
+        else:
+            cursor.insertText(head)
+        self.setTextCursor(cursor)
+        self.ensureCursorVisible()
+
+    def _backspace_level(self) -> bool:
+        """Backspace in leading spaces takes back one level (to the previous tab stop); False if it does not apply."""
+        cursor = self.textCursor()
+        before, _after = self._line_around(cursor)
+        if cursor.hasSelection() or not before or before.strip(" "):
+            return False
+        cursor.movePosition(
+            QTextCursor.MoveOperation.PreviousCharacter,
+            QTextCursor.MoveMode.KeepAnchor,
+            (len(before) - 1) % TAB_WIDTH + 1,
+        )
+        cursor.removeSelectedText()
+        self.setTextCursor(cursor)
+        return True
+
+    def _type_closer(self, closer: str) -> bool:
+        """A closing bracket typed on a blank line lines up with the line that opened it; False if not done."""
+        cursor = self.textCursor()
+        block = cursor.block()
+        before, _after = self._line_around(cursor)
+        if cursor.hasSelection() or not before or before.strip():
+            return False
+        scan = QTextCursor(self.document())
+        scan.setPosition(max(0, block.position() - MATCH_SCAN_CHARS))
+        scan.setPosition(block.position(), QTextCursor.MoveMode.KeepAnchor)
+        indent = matching_opener_indent(scan.selection().toPlainText(), closer)
+        if indent is None or indent == before:
+            return False
+        cursor.beginEditBlock()
+        cursor.setPosition(block.position())
+        cursor.setPosition(block.position() + len(before), QTextCursor.MoveMode.KeepAnchor)
+        cursor.insertText(indent + closer)
+        cursor.endEditBlock()
+        self.setTextCursor(cursor)
+        return True
 
     def _tab(self) -> None:
         cursor = self.textCursor()
@@ -537,15 +676,6 @@ class _Fix:
 
     target: TrackedRange
     new_text: str = ""
-
-
-def _theme_is_dark(theme: str, widget: QWidget) -> bool:
-    if theme in ("dark", "light"):
-        return theme == "dark"
-    scheme = QGuiApplication.styleHints().colorScheme()
-    if scheme != Qt.ColorScheme.Unknown:
-        return scheme == Qt.ColorScheme.Dark
-    return widget.palette().color(QPalette.ColorRole.Window).lightness() < 128
 
 
 class CodePane(Pane):
@@ -638,7 +768,7 @@ class CodePane(Pane):
         self._language_box.setObjectName("codeLanguage")
         self._language_box.setToolTip("The code's language: Auto follows the file name or guesses from the text")
         self._language_box.addItem("Auto", "")
-        for label, alias in LANGUAGE_CHOICES:
+        for label, alias in COMMON_LANGUAGES:
             self._language_box.addItem(label, alias)
         self._language_box.currentIndexChanged.connect(self._update_lexer)
 
@@ -781,7 +911,7 @@ class CodePane(Pane):
         self._editor.set_code_font(font)
         self._fix_panel.view.setFont(font)
         self._error_input.setFont(font)
-        self.set_dark(_theme_is_dark(settings.theme, self))
+        self.set_dark(is_dark(settings.theme))
 
     def stop(self) -> None:
         """Stop the running job now; text already written stays (one undo step), nothing more arrives."""
@@ -814,6 +944,7 @@ class CodePane(Pane):
         auto = self._auto_lexer()
         alias = self._language_box.currentData()
         self._highlighter.set_lexer(lexer_for_alias(alias) if alias else auto)
+        self._editor.language = self._request_language() or ""
         self._language_box.setItemText(0, f"Auto ({lexer_display_name(auto)})")
         if self._guessing_applies():
             self._guess_timer.start()
@@ -839,7 +970,7 @@ class CodePane(Pane):
         if sample == self._guessed_sample:
             return
         self._guessed_sample = sample
-        alias = guess_code_language(sample)
+        alias = guess_language(sample).fence
         if alias != self._guessed_alias:
             self._guessed_alias = alias
             self._update_lexer()

@@ -8,7 +8,7 @@ undo step each). Discard never touches the document, its undo stack or its modif
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QFont, QKeyEvent, QKeySequence, QTextCursor, QTextDocument
@@ -47,6 +47,7 @@ from assistant.gui.panes.ghost_text import GhostTextController
 from assistant.gui.preview_panel import PreviewPanel, TrackedRange
 from assistant.gui.qt_text import plain_text_of
 from assistant.gui.streamed_insertion import StreamedInsertion, insert_as_one_step
+from assistant.gui.util import named
 from assistant.gui.worker import AiClient
 
 COUNT_DELAY_MS = 150
@@ -75,17 +76,6 @@ def format_counts(words: int, characters: int, selected: bool) -> str:
     return f"{counts} selected" if selected else counts
 
 
-WidgetT = TypeVar("WidgetT", bound=QWidget)
-
-
-def _named(widget: WidgetT, name: str, tip: str = "") -> WidgetT:
-    """Set the object name (tests and style sheets find widgets by it) and the tooltip, in one expression."""
-    widget.setObjectName(name)
-    if tip:
-        widget.setToolTip(tip)
-    return widget
-
-
 def _leading_whitespace(text: str) -> str:
     return text[: len(text) - len(text.lstrip())]
 
@@ -112,20 +102,20 @@ class FindBar(QWidget):
         super().__init__(parent)
         self.setObjectName("findBar")
         self._editor = editor
-        self.find_input = _named(QLineEdit(), "findInput")
+        self.find_input = named(QLineEdit(), "findInput")
         self.find_input.setPlaceholderText("Find")
         self.find_input.setClearButtonEnabled(True)
-        self.replace_input = _named(QLineEdit(), "replaceInput")
+        self.replace_input = named(QLineEdit(), "replaceInput")
         self.replace_input.setPlaceholderText("Replace with")
-        self.case_sensitive = _named(QCheckBox("Match case"), "findCaseSensitive")
-        self.previous_button = _named(QPushButton("Previous"), "findPrevious", "Previous match (Shift+Enter)")
-        self.next_button = _named(QPushButton("Next"), "findNext", "Next match (Enter)")
-        self.replace_button = _named(QPushButton("Replace"), "replaceOne")
-        self.replace_all_button = _named(
+        self.case_sensitive = named(QCheckBox("Match case"), "findCaseSensitive")
+        self.previous_button = named(QPushButton("Previous"), "findPrevious", "Previous match (Shift+Enter)")
+        self.next_button = named(QPushButton("Next"), "findNext", "Next match (Enter)")
+        self.replace_button = named(QPushButton("Replace"), "replaceOne")
+        self.replace_all_button = named(
             QPushButton("Replace all"), "replaceAll", "Replace every match (one undo step)"
         )
-        self.status_label = _named(QLabel(), "findStatus")
-        close_button = _named(QToolButton(), "findClose", "Close (Esc)")
+        self.status_label = named(QLabel(), "findStatus")
+        close_button = named(QToolButton(), "findClose", "Close (Esc)")
         close_button.setText("✕")
         close_button.setAutoRaise(True)
 
@@ -279,12 +269,12 @@ class PoemDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("poemDialog")
         self.setWindowTitle("Write a poem")
-        self.theme_input = _named(QLineEdit(), "poemTheme")
+        self.theme_input = named(QLineEdit(), "poemTheme")
         self.theme_input.setPlaceholderText("e.g. the first snow in the city")
-        self.form_input = _named(QComboBox(), "poemForm")
+        self.form_input = named(QComboBox(), "poemForm")
         self.form_input.setEditable(True)
         self.form_input.addItems(list(POEM_FORMS))
-        self.style_input = _named(QLineEdit(), "poemStyle")
+        self.style_input = named(QLineEdit(), "poemStyle")
         self.style_input.setPlaceholderText("optional, e.g. wistful, plain words")
         self.buttons = _ok_cancel(self, "Write")
         form = QFormLayout(self)
@@ -313,9 +303,9 @@ class RewriteDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("rewriteDialog")
         self.setWindowTitle("Rewrite the selection")
-        self.style_input = _named(QComboBox(), "rewriteStyle")
+        self.style_input = named(QComboBox(), "rewriteStyle")
         self.style_input.addItems([*REWRITE_STYLES, CUSTOM_STYLE])
-        self.instruction_input = _named(QLineEdit(), "rewriteInstruction")
+        self.instruction_input = named(QLineEdit(), "rewriteInstruction")
         self.buttons = _ok_cancel(self, "Rewrite")
         form = QFormLayout(self)
         form.addRow("Make it:", self.style_input)
@@ -345,7 +335,7 @@ class TranslateDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("translateDialog")
         self.setWindowTitle("Translate the selection")
-        self.language_input = _named(QComboBox(), "translateLanguage")
+        self.language_input = named(QComboBox(), "translateLanguage")
         self.language_input.setEditable(True)
         self.language_input.addItems(list(COMMON_LANGUAGES))
         self.buttons = _ok_cancel(self, "Translate")
@@ -388,7 +378,7 @@ class EditorPane(Pane):
         self._loading_metadata = False
         self._document_length = 1
 
-        self._editor = _named(QPlainTextEdit(), "editor")
+        self._editor = named(QPlainTextEdit(), "editor")
         self._editor.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
         self._editor.setPlaceholderText("Write here. Ctrl+Return continues the story from the cursor.")
         self.ghost = GhostTextController(
@@ -422,10 +412,10 @@ class EditorPane(Pane):
     # --- construction --------------------------------------------------------------------------------------
 
     def _build_story_notes(self) -> None:
-        self.story_notes = _named(QWidget(), "storyNotes")
-        self.memory_input = _named(QPlainTextEdit(), "storyMemory")
+        self.story_notes = named(QWidget(), "storyNotes")
+        self.memory_input = named(QPlainTextEdit(), "storyMemory")
         self.memory_input.setPlaceholderText("Always remembered: characters, setting, tone.")
-        self.authors_note_input = _named(QPlainTextEdit(), "authorsNote")
+        self.authors_note_input = named(QPlainTextEdit(), "authorsNote")
         self.authors_note_input.setPlaceholderText("Steers the next lines, e.g. Tense; Mara hides the letter.")
         self.authors_note_input.setMaximumHeight(90)
         layout = QVBoxLayout(self.story_notes)
@@ -439,20 +429,20 @@ class EditorPane(Pane):
         self.authors_note_input.textChanged.connect(self._on_metadata_edited)
 
     def _build_bottom_bar(self) -> None:
-        self.notes_toggle = _named(QToolButton(), "storyNotesToggle")
+        self.notes_toggle = named(QToolButton(), "storyNotesToggle")
         self.notes_toggle.setText("Story notes")
         self.notes_toggle.setCheckable(True)
         self.notes_toggle.setToolTip("Show the story memory and author's note used by Continue story")
         self.notes_toggle.setAutoRaise(True)
         self.notes_toggle.toggled.connect(self._show_story_notes)
-        self.assist_status = _named(QLabel(), "assistStatus")
-        self.stop_button = _named(QPushButton("Stop"), "editorStop", "Stop writing (Esc)")
+        self.assist_status = named(QLabel(), "assistStatus")
+        self.stop_button = named(QPushButton("Stop"), "editorStop", "Stop writing (Esc)")
         self.stop_button.setEnabled(False)
         self.stop_button.clicked.connect(self.stop)
-        self.counts_label = _named(QLabel(), "editorCounts")
+        self.counts_label = named(QLabel(), "editorCounts")
 
     def _build_layout(self) -> None:
-        self.side_panel = _named(QWidget(), "editorSidePanel")
+        self.side_panel = named(QWidget(), "editorSidePanel")
         side_layout = QVBoxLayout(self.side_panel)
         side_layout.setContentsMargins(0, 0, 0, 0)
         side_layout.addWidget(self.story_notes, 1)
