@@ -1,4 +1,5 @@
-"""The prose editor: plain text and Markdown, find/replace, live counts, story notes and the AI assists.
+"""The prose editor pane: the text, live counts, story notes and the AI assists (find/replace is ``find_bar.py``,
+the assists' dialogs ``dialogs/writing_assists.py``, their results show in ``preview_panel.py``).
 
 One rule keeps the assists predictable: this pane runs at most one model job, and starting another discards the
 running one, so stale text never lands. Continue story writes straight into the document as ONE undo step; every
@@ -10,19 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QFont, QKeyEvent, QKeySequence, QTextCursor, QTextDocument
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QFont, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
-    QCheckBox,
-    QComboBox,
-    QDialog,
-    QDialogButtonBox,
-    QFormLayout,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPlainTextEdit,
     QPushButton,
     QSplitter,
@@ -32,8 +26,6 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.core.prompts import (
-    POEM_FORMS,
-    REWRITE_STYLES,
     PoemRequest,
     RewriteRequest,
     StoryRequest,
@@ -41,8 +33,10 @@ from assistant.core.prompts import (
     TranslateRequest,
 )
 from assistant.core.settings import AppSettings
+from assistant.gui.dialogs.writing_assists import CUSTOM_STYLE, PoemDialog, RewriteDialog, TranslateDialog
 from assistant.gui.jobs import JobRunner
 from assistant.gui.panes.base import Pane
+from assistant.gui.panes.find_bar import FindBar
 from assistant.gui.panes.ghost_text import GhostTextController
 from assistant.gui.preview_panel import PreviewPanel, TrackedRange
 from assistant.gui.qt_text import plain_text_of
@@ -53,13 +47,6 @@ from assistant.gui.worker import AiClient
 COUNT_DELAY_MS = 150
 """Counting waits for a pause in typing: a 20,000-word document is re-split at most a few times a second."""
 
-COMMON_LANGUAGES = (
-    "English", "Spanish", "French", "German", "Italian", "Portuguese", "Dutch", "Polish", "Swedish", "Danish",
-    "Norwegian", "Finnish", "Czech", "Greek", "Russian", "Ukrainian", "Turkish", "Arabic", "Hebrew", "Hindi",
-    "Chinese", "Japanese", "Korean", "Indonesian", "Vietnamese",
-)  # fmt: skip
-
-CUSTOM_STYLE = "custom"
 KeyLike = str | QKeySequence | QKeySequence.StandardKey
 """What a shortcut may be given as."""
 
@@ -82,275 +69,6 @@ def _leading_whitespace(text: str) -> str:
 
 def _trailing_whitespace(text: str) -> str:
     return text[len(text.rstrip()) :]
-
-
-# --- find and replace ------------------------------------------------------------------------------------------
-
-
-class FindBar(QWidget):
-    """Find and replace in one plain-text editor; Replace all is a single undo step.
-
-    Esc inside the bar closes it (and is used up there, so the main window does not read it as Stop).
-
-    Signals:
-        closed(): the bar was hidden; the editor has the focus back.
-    """
-
-    closed = Signal()
-
-    def __init__(self, editor: QPlainTextEdit, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("findBar")
-        self._editor = editor
-        self.find_input = named(QLineEdit(), "findInput")
-        self.find_input.setPlaceholderText("Find")
-        self.find_input.setClearButtonEnabled(True)
-        self.replace_input = named(QLineEdit(), "replaceInput")
-        self.replace_input.setPlaceholderText("Replace with")
-        self.case_sensitive = named(QCheckBox("Match case"), "findCaseSensitive")
-        self.previous_button = named(QPushButton("Previous"), "findPrevious", "Previous match (Shift+Enter)")
-        self.next_button = named(QPushButton("Next"), "findNext", "Next match (Enter)")
-        self.replace_button = named(QPushButton("Replace"), "replaceOne")
-        self.replace_all_button = named(
-            QPushButton("Replace all"), "replaceAll", "Replace every match (one undo step)"
-        )
-        self.status_label = named(QLabel(), "findStatus")
-        close_button = named(QToolButton(), "findClose", "Close (Esc)")
-        close_button.setText("✕")
-        close_button.setAutoRaise(True)
-
-        layout = QGridLayout(self)
-        layout.setContentsMargins(4, 2, 4, 2)
-        layout.addWidget(self.find_input, 0, 0)
-        layout.addWidget(self.previous_button, 0, 1)
-        layout.addWidget(self.next_button, 0, 2)
-        layout.addWidget(self.case_sensitive, 0, 3)
-        layout.addWidget(self.status_label, 0, 4)
-        layout.addWidget(close_button, 0, 5)
-        layout.addWidget(self.replace_input, 1, 0)
-        layout.addWidget(self.replace_button, 1, 1)
-        layout.addWidget(self.replace_all_button, 1, 2)
-        layout.setColumnStretch(0, 1)
-        self._replace_row: list[QWidget] = [self.replace_input, self.replace_button, self.replace_all_button]
-
-        self.find_input.returnPressed.connect(self.find_next)
-        self.replace_input.returnPressed.connect(self.replace_current)
-        self.next_button.clicked.connect(self.find_next)
-        self.previous_button.clicked.connect(self.find_previous)
-        self.replace_button.clicked.connect(self.replace_current)
-        self.replace_all_button.clicked.connect(self.replace_all)
-        self.find_input.textChanged.connect(lambda _text: self.status_label.clear())
-        close_button.clicked.connect(self.close_bar)
-        for child in (self.find_input, self.replace_input, self.case_sensitive):
-            child.installEventFilter(self)
-        self.hide()
-
-    def open_bar(self, with_replace: bool) -> None:
-        """Show the bar with the selection (when it is one line) as the search text, ready to type."""
-        for widget in self._replace_row:
-            widget.setVisible(with_replace)
-        selected = self._editor.textCursor().selectedText()
-        if selected and "\u2029" not in selected:
-            self.find_input.setText(selected)
-        self.status_label.clear()
-        self.show()
-        self.find_input.setFocus()
-        self.find_input.selectAll()
-
-    def close_bar(self) -> None:
-        self.hide()
-        self._editor.setFocus()
-        self.closed.emit()
-
-    @property
-    def replace_visible(self) -> bool:
-        return not self.replace_input.isHidden()
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
-        """Esc closes the bar; Shift+Enter in the search field goes to the previous match."""
-        if event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent):
-            if event.key() == Qt.Key.Key_Escape:
-                self.close_bar()
-                return True
-            shifted = event.modifiers() & Qt.KeyboardModifier.ShiftModifier
-            if watched is self.find_input and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and shifted:
-                self.find_previous()
-                return True
-        return super().eventFilter(watched, event)
-
-    def _flags(self, backward: bool = False) -> QTextDocument.FindFlag:
-        flags = QTextDocument.FindFlag(0)
-        if self.case_sensitive.isChecked():
-            flags |= QTextDocument.FindFlag.FindCaseSensitively
-        if backward:
-            flags |= QTextDocument.FindFlag.FindBackward
-        return flags
-
-    def find_next(self) -> bool:
-        return self._find(backward=False)
-
-    def find_previous(self) -> bool:
-        return self._find(backward=True)
-
-    def _find(self, backward: bool) -> bool:
-        """Select the next match, wrapping around the document once; say so when there is none."""
-        needle = self.find_input.text()
-        if not needle:
-            return False
-        flags = self._flags(backward)
-        if self._editor.find(needle, flags):
-            self.status_label.clear()
-            return True
-        before_wrap = self._editor.textCursor()
-        wrapped = QTextCursor(before_wrap)
-        wrapped.movePosition(QTextCursor.MoveOperation.End if backward else QTextCursor.MoveOperation.Start)
-        self._editor.setTextCursor(wrapped)
-        if self._editor.find(needle, flags):
-            self.status_label.setText("Wrapped around")
-            return True
-        self._editor.setTextCursor(before_wrap)
-        self.status_label.setText("No matches")
-        return False
-
-    def _selection_is_match(self) -> bool:
-        selected = self._editor.textCursor().selectedText()
-        needle = self.find_input.text()
-        if self.case_sensitive.isChecked():
-            return selected == needle
-        return selected.casefold() == needle.casefold()
-
-    def replace_current(self) -> bool:
-        """Replace the selected match (if the selection is one), then move to the next match."""
-        if self.find_input.text() and self._selection_is_match():
-            cursor = self._editor.textCursor()
-            cursor.insertText(self.replace_input.text())
-            self._editor.setTextCursor(cursor)
-        return self.find_next()
-
-    def replace_all(self) -> int:
-        """Replace every match as ONE undo step; returns how many were replaced."""
-        needle = self.find_input.text()
-        if not needle:
-            return 0
-        document = self._editor.document()
-        replacement = self.replace_input.text()
-        flags = self._flags()
-        match = document.find(needle, 0, flags)
-        if match.isNull():
-            self.status_label.setText("No matches")
-            return 0
-        edit_block = QTextCursor(document)
-        edit_block.beginEditBlock()  # started only once there is a change, so "no matches" adds no undo step
-        replaced = 0
-        while not match.isNull():
-            match.insertText(replacement)
-            replaced += 1
-            match = document.find(needle, match, flags)
-        edit_block.endEditBlock()
-        self.status_label.setText(f"Replaced {replaced:,}")
-        return replaced
-
-
-# --- dialogs ---------------------------------------------------------------------------------------------------
-
-
-def _ok_cancel(dialog: QDialog, ok_text: str) -> QDialogButtonBox:
-    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-    buttons.button(QDialogButtonBox.StandardButton.Ok).setText(ok_text)
-    buttons.accepted.connect(dialog.accept)
-    buttons.rejected.connect(dialog.reject)
-    return buttons
-
-
-class PoemDialog(QDialog):
-    """Theme, form and style of a poem; the form list is editable so any form can be asked for."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("poemDialog")
-        self.setWindowTitle("Write a poem")
-        self.theme_input = named(QLineEdit(), "poemTheme")
-        self.theme_input.setPlaceholderText("e.g. the first snow in the city")
-        self.form_input = named(QComboBox(), "poemForm")
-        self.form_input.setEditable(True)
-        self.form_input.addItems(list(POEM_FORMS))
-        self.style_input = named(QLineEdit(), "poemStyle")
-        self.style_input.setPlaceholderText("optional, e.g. wistful, plain words")
-        self.buttons = _ok_cancel(self, "Write")
-        form = QFormLayout(self)
-        form.addRow("Theme:", self.theme_input)
-        form.addRow("Form:", self.form_input)
-        form.addRow("Style:", self.style_input)
-        form.addRow(self.buttons)
-        self.theme_input.textChanged.connect(self._update_ok)
-        self._update_ok()
-
-    def _update_ok(self) -> None:
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(bool(self.theme_input.text().strip()))
-
-    def request(self) -> PoemRequest:
-        return PoemRequest(
-            theme=self.theme_input.text().strip(),
-            form=self.form_input.currentText().strip() or "free verse",
-            style=self.style_input.text().strip(),
-        )
-
-
-class RewriteDialog(QDialog):
-    """How to rewrite the selection: a named style, or "custom" with the user's own instruction."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("rewriteDialog")
-        self.setWindowTitle("Rewrite the selection")
-        self.style_input = named(QComboBox(), "rewriteStyle")
-        self.style_input.addItems([*REWRITE_STYLES, CUSTOM_STYLE])
-        self.instruction_input = named(QLineEdit(), "rewriteInstruction")
-        self.buttons = _ok_cancel(self, "Rewrite")
-        form = QFormLayout(self)
-        form.addRow("Make it:", self.style_input)
-        form.addRow("Instruction:", self.instruction_input)
-        form.addRow(self.buttons)
-        self.style_input.currentTextChanged.connect(self._update_state)
-        self.instruction_input.textChanged.connect(self._update_state)
-        self._update_state()
-
-    def _update_state(self) -> None:
-        custom = self.style_input.currentText() == CUSTOM_STYLE
-        self.instruction_input.setPlaceholderText(
-            "required, e.g. in the past tense" if custom else "optional, added to the style"
-        )
-        ready = not custom or bool(self.instruction_input.text().strip())
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(ready)
-
-    def choice(self) -> tuple[str, str]:
-        """(style, instruction) as RewriteRequest takes them."""
-        return self.style_input.currentText(), self.instruction_input.text().strip()
-
-
-class TranslateDialog(QDialog):
-    """The target language: common ones listed, any other can be typed."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("translateDialog")
-        self.setWindowTitle("Translate the selection")
-        self.language_input = named(QComboBox(), "translateLanguage")
-        self.language_input.setEditable(True)
-        self.language_input.addItems(list(COMMON_LANGUAGES))
-        self.buttons = _ok_cancel(self, "Translate")
-        form = QFormLayout(self)
-        form.addRow("Into:", self.language_input)
-        form.addRow(self.buttons)
-        self.language_input.currentTextChanged.connect(
-            lambda text: self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(bool(text.strip()))
-        )
-
-    def language(self) -> str:
-        return self.language_input.currentText().strip()
-
-
-# --- the pane --------------------------------------------------------------------------------------------------
 
 
 class EditorPane(Pane):
