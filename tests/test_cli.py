@@ -26,6 +26,7 @@ def penwright(*args: str, env: dict[str, str], stdin: str | bytes | None = None,
     )
 
 
+@pytest.mark.slow  # a child process loads the real model
 def test_generate_streams_text_and_prints_stats(cli_env, tmp_path: Path) -> None:
     story = tmp_path / "story.txt"
     story.write_text("The rain had not stopped for three days when the stranger knocked.", encoding="utf-8")
@@ -62,6 +63,7 @@ def test_summary_stats_count_the_prefill_of_every_part_and_name_the_weights(cli_
     assert stats["decoding"] and stats["new_tokens"] > 0
 
 
+@pytest.mark.slow  # a child process loads the real model
 def test_generate_reads_stdin(cli_env) -> None:
     result = penwright(
         "generate", "--task", "translate", "--language", "Spanish", "--input", "-", "--max-new-tokens", "16",
@@ -119,6 +121,7 @@ def test_debug_flag_shows_the_traceback(cli_env, tmp_path: Path) -> None:
     assert "Traceback" in result.stderr.decode()
 
 
+@pytest.mark.slow  # a child process loads the real model
 def test_ctrl_c_stops_generation_and_exits_130(cli_env) -> None:
     process = subprocess.Popen(
         [PYTHON, "-m", "assistant", "generate", "--task", "story", "--prompt", "It was a dark night.",
@@ -135,6 +138,7 @@ def test_ctrl_c_stops_generation_and_exits_130(cli_env) -> None:
     assert time.perf_counter() - started < 5
 
 
+@pytest.mark.slow  # a child process loads the real model
 def test_interactive_chat_keeps_the_conversation(cli_env) -> None:
     result = penwright(
         "chat", "--max-new-tokens", "24", "--seed", "1", env=cli_env,
@@ -174,6 +178,7 @@ def test_chat_sends_the_whole_history_each_turn(engine, monkeypatch) -> None:
     assert seen[1].history[1]["role"] == "assistant" and seen[1].history[1]["content"]
 
 
+@pytest.mark.slow  # a child process loads the real model
 def test_ctrl_c_in_chat_stops_the_answer_but_not_the_chat(cli_env) -> None:
     process = subprocess.Popen(
         [PYTHON, "-m", "assistant", "chat", "--max-new-tokens", "2000", "--temperature", "1.0",
@@ -230,6 +235,7 @@ def test_console_script_is_installed() -> None:
 # --- the installation self-test ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a child process loads the real model
 def test_selftest_writes_words_and_shows_where_files_live(cli_env) -> None:
     result = subprocess.run(
         [PYTHON, "-m", "assistant", "--selftest"], capture_output=True, text=True, env=cli_env, check=False

@@ -70,6 +70,7 @@ def conversion_folder_for(profile: Path) -> Path:
     return folders[0]
 
 
+@pytest.mark.slow  # loads the real model itself, not through the loaded_model fixture
 def test_no_network_is_touched_while_loading_and_generating(session_profile: Path, monkeypatch) -> None:
     from assistant.engine.generate import Engine
 

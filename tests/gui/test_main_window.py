@@ -308,6 +308,7 @@ def test_crash_recovery_restores_text_after_sigkill(qtbot, isolated_profile, pro
     assert list(recovery.glob("*.json")) == [], "a clean close leaves no recovery files"
 
 
+@pytest.mark.slow  # a child process loads the real model
 def test_screenshot_command_saves_the_window(cli_env, tmp_path: Path, session_profile: Path) -> None:
     shot = tmp_path / "shot.png"
     result = subprocess.run(
