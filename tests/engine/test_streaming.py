@@ -54,19 +54,25 @@ def test_cancel_after_a_piece_stops_before_the_next_token(engine) -> None:
 def test_cancel_from_another_thread_takes_effect_within_one_token(engine) -> None:
     cancel = CancelToken()
     stream = engine.stream(STORY, GREEDY.with_changes(max_new_tokens=400), cancel)
-    iterator = iter(stream)
-    next(iterator)  # generation is under way
+    under_way = threading.Event()  # set once a few pieces have arrived: Stop comes in the middle of the answer
     cancelled_at: list[float] = []
 
     def press_stop() -> None:
-        time.sleep(0.3)
-        cancelled_at.append(time.perf_counter())
-        cancel.cancel()
+        if under_way.wait(timeout=60):
+            cancelled_at.append(time.perf_counter())
+            cancel.cancel()
 
-    threading.Thread(target=press_stop).start()
-    for _piece in iterator:
-        pass
-    ended = time.perf_counter()
+    stopper = threading.Thread(target=press_stop)
+    stopper.start()
+    try:
+        for count, _piece in enumerate(stream, start=1):
+            if count == 3:
+                under_way.set()
+        ended = time.perf_counter()
+    finally:
+        under_way.set()
+        stopper.join(timeout=60)
+    assert cancelled_at, "Stop was pressed while the answer was streaming"
     per_token = 1 / max(stream.stats.tok_s, 1.0)
     assert stream.stats.finish_reason == "cancelled"
     assert ended - cancelled_at[0] < 2 * per_token + 0.05, "the stream ends within about one token of Stop"

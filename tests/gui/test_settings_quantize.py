@@ -9,7 +9,8 @@ import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QComboBox, QDialogButtonBox
 
-from assistant.core.settings import QUANTIZE_CHOICES, AppSettings, load_settings, save_settings
+from assistant.core.prompts import StoryRequest
+from assistant.core.settings import QUANTIZE_CHOICES, AppSettings, SamplerSettings, load_settings, save_settings
 from assistant.engine.session import ModelChoice, ModelInfo
 from tests.gui.conftest import FakeSession
 from tests.gui.test_documents import ScriptedPrompter
@@ -142,11 +143,14 @@ def test_changing_only_the_weights_reloads_the_model(qtbot, recording_window) ->
 
 
 def test_settings_without_a_model_change_do_not_reload(qtbot, recording_window) -> None:
-    window, _client, choices = recording_window
+    window, client, choices = recording_window
     changed = AppSettings.from_dict(window.settings.to_dict())
     changed.theme = "dark"
     window.change_settings(changed)
-    qtbot.wait(50)
+    # The worker runs requests in order: a reload asked for above would run before this job ends.
+    job = client.start(StoryRequest("Once"), SamplerSettings(max_new_tokens=1))
+    with qtbot.waitSignal(job.finished, timeout=5000):
+        pass
     assert len(choices) == 1
 
 
