@@ -170,7 +170,7 @@ class AiJob(QObject):
     failed = Signal(str)
 
     def __init__(self, job_id: int, client: AiClient, inline: bool = False) -> None:
-        super().__init__(client)
+        super().__init__()  # no Qt parent: a job lives while someone holds it, and goes with its text when no one does
         self.id = job_id
         self.inline = inline
         """Inline suggestions run quietly: they never show as "Writing…" nor count as busy."""
@@ -189,14 +189,14 @@ class AiJob(QObject):
         self._client._forget(self.id)
 
     def release(self) -> None:
-        """The pane is done with this job: drop it if it still runs, and free the object (and the text it holds).
+        """The pane is done with this job: drop it if it still runs. Let go of it then, and it is freed.
 
-        A job is a child of the client, so one that is never released lives (with its whole answer) until the app
-        quits: panes run jobs through :class:`assistant.gui.jobs.JobRunner`, which releases every job it started.
+        A job has no Qt parent, so it lives only while the client (until it ends) and its pane hold it: an ended job
+        that nobody keeps is freed with its text at once. :class:`assistant.gui.jobs.JobRunner` releases and lets go
+        of every job it started.
         """
         if not self.done:
             self.discard()
-        self.deleteLater()
 
 
 class AiClient(QObject):

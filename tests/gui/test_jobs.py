@@ -14,7 +14,7 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 
 import pytest
-from PySide6.QtCore import QCoreApplication, QEvent, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QPlainTextEdit
 
 from assistant.core.errors import ModelError
@@ -33,10 +33,10 @@ pytestmark = pytest.mark.gui
 WAIT_MS = 5000
 
 
-def live_jobs(client: AiClient) -> int:
-    """Job objects that still exist (deferred deletions done first)."""
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    return len(client.findChildren(AiJob))
+def live_jobs() -> int:
+    """Job objects that still exist anywhere in the process."""
+    gc.collect()
+    return sum(1 for thing in gc.get_objects() if isinstance(thing, AiJob))
 
 
 def send_message(qtbot, pane: ChatPane, text: str) -> None:
@@ -47,8 +47,8 @@ def send_message(qtbot, pane: ChatPane, text: str) -> None:
     qtbot.keyClick(box, Qt.Key.Key_Return)
 
 
-def wait_until_no_jobs(qtbot, client: AiClient) -> None:
-    qtbot.waitUntil(lambda: live_jobs(client) == 0, timeout=WAIT_MS)
+def wait_until_no_jobs(qtbot) -> None:
+    qtbot.waitUntil(lambda: live_jobs() == 0, timeout=WAIT_MS)
 
 
 @pytest.fixture
@@ -130,7 +130,7 @@ def test_a_listener_that_discards_on_the_last_text_gets_no_finished(
     runner.textArrived.connect(lambda _text: runner.discard())  # e.g. the code pane at a natural end
     runner.start(StoryRequest("x"), SamplerSettings(max_new_tokens=5))
     qtbot.waitUntil(lambda: not runner.busy, timeout=WAIT_MS)
-    wait_until_no_jobs(qtbot, runner._client)
+    wait_until_no_jobs(qtbot)
     assert ended == []
 
 
@@ -140,22 +140,31 @@ def test_every_job_is_released_when_it_ends_is_stopped_is_discarded_or_fails(
     settings = SamplerSettings(max_new_tokens=2000)
     with qtbot.waitSignal(runner.finished, timeout=WAIT_MS):
         runner.start(StoryRequest("ends"), SamplerSettings(max_new_tokens=5))
-    wait_until_no_jobs(qtbot, fake_client)
+    wait_until_no_jobs(qtbot)
 
     fake_session.words = [f"w{index} " for index in range(2000)]
     runner.start(StoryRequest("stopped"), settings)
     with qtbot.waitSignal(runner.finished, timeout=WAIT_MS):
         runner.stop()
-    wait_until_no_jobs(qtbot, fake_client)
+    wait_until_no_jobs(qtbot)
 
     runner.start(StoryRequest("discarded"), settings)
     runner.discard()
-    wait_until_no_jobs(qtbot, fake_client)
+    wait_until_no_jobs(qtbot)
 
     fake_session.fail_with = ModelError("Not enough memory to generate this answer.")
     with qtbot.waitSignal(runner.failed, timeout=WAIT_MS):
         runner.start(StoryRequest("fails"), settings)
-    wait_until_no_jobs(qtbot, fake_client)
+    wait_until_no_jobs(qtbot)
+
+
+def test_an_ended_job_is_freed_once_no_one_holds_it(qtbot, fake_client: AiClient) -> None:
+    job = fake_client.start(StoryRequest("no runner"), SamplerSettings(max_new_tokens=3))
+    with qtbot.waitSignal(job.finished, timeout=WAIT_MS):
+        pass
+    assert job.text, "whoever holds the ended job can still read it"
+    del job
+    assert live_jobs() == 0, "and once no one does, it is gone"
 
 
 # --- every pane releases its jobs ------------------------------------------------------------------------------
@@ -213,12 +222,12 @@ def test_each_panes_job_is_released_when_it_ends_is_stopped_or_fails(
     start()
     if kind == "ghost":
         pane.editor.setFocus()
-    assert in_flight() and live_jobs(fake_client) == 1
+    assert in_flight() and live_jobs() == 1
     if ending == "stopped":
         qtbot.waitUntil(lambda: fake_session.requests != [], timeout=WAIT_MS)
         stop()
     qtbot.waitUntil(lambda: not in_flight(), timeout=WAIT_MS)
-    wait_until_no_jobs(qtbot, fake_client)
+    wait_until_no_jobs(qtbot)
     pane.close()
     history.close()
 
@@ -245,13 +254,13 @@ def test_memory_stays_flat_over_200_chat_answers(qtbot, fake_client: AiClient, f
     for _ in range(19):  # warm up: caches, the history's statements, the view's first layout
         answer(pane.regenerate)
     gc.collect()
-    jobs_after_20 = live_jobs(fake_client)
+    jobs_after_20 = live_jobs()
     tracemalloc.start()
     try:
         for _ in range(180):
             fake_session.requests.clear()  # the fake model's own record of requests is not the app's memory
             answer(pane.regenerate)
-        jobs_after_200 = live_jobs(fake_client)
+        jobs_after_200 = live_jobs()
         gc.collect()
         grown = tracemalloc.get_traced_memory()[0]
     finally:
