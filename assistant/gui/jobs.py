@@ -7,8 +7,9 @@ pane only when it comes from the job the runner holds now; a discarded job is si
 Text reaches the pane in batches, the first at once and then at most one every ``FLUSH_MS``, however fast the worker
 sends it or however many of its signals queued up while the UI was busy: a long answer costs a few repaints a second.
 Stop sets the job's cancel token right here in the UI thread (a queued signal would wait behind the generation);
-the job then ends with ``finish_reason == "cancelled"`` and the text it wrote so far. A job is released (handed to
-``deleteLater``) the moment it ends, fails or is discarded, so finished answers never pile up in memory.
+the job then ends with ``finish_reason == "cancelled"`` and the text it wrote so far. A job is released (stopped
+if it still runs, and let go of) the moment it ends, fails or is discarded; jobs have no Qt parent, so a released
+job is freed with its text at once and finished answers never pile up in memory.
 """
 
 from __future__ import annotations
