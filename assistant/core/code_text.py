@@ -2,8 +2,7 @@
 replaces.
 
 Where a completion ends is :mod:`assistant.core.completion_rules`; guessing a language is
-:func:`assistant.core.languages.guess_language`. The names below that point there are kept for the GUI until it
-imports them from their new homes (``completion_extent`` and ``guess_code_language`` are deprecated).
+:func:`assistant.core.languages.guess_language`.
 """
 
 from __future__ import annotations
@@ -11,50 +10,12 @@ from __future__ import annotations
 import difflib
 import os
 
-from assistant.core.completion_rules import TAB_WIDTH, Cursor, cut, indent_width, leading_whitespace
-from assistant.core.languages import COMMON_LANGUAGES, GUESS_SAMPLE_CHARS, guess_language
+from assistant.core.completion_rules import leading_whitespace
 
-LANGUAGE_CHOICES = COMMON_LANGUAGES
-"""The languages offered by hand in the language box: (label, Pygments alias)."""
-
-__all__ = [
-    "GUESS_SAMPLE_CHARS",
-    "LANGUAGE_CHOICES",
-    "TAB_WIDTH",
-    "code_lines_so_far",
-    "completion_extent",
-    "fenced_code",
-    "final_code",
-    "fit_replacement",
-    "guess_code_language",
-    "indent_width",
-    "leading_whitespace",
-    "unified_diff_text",
-]
-
-_UNSEEN = "\0"
-"""Stands for text the deprecated ``completion_extent`` is not told about; it never matches generated code."""
-
-
-def guess_code_language(code: str) -> str:
-    """Deprecated: ``languages.guess_language(code).fence`` (a common language's alias, or "text")."""
-    return guess_language(code).fence
+__all__ = ["code_lines_so_far", "fenced_code", "final_code", "fit_replacement", "unified_diff_text"]
 
 
 # --- what the model wrote ---------------------------------------------------------------------------------------
-
-
-def completion_extent(generated: str, cursor_line_indent: int, single_line: bool, final: bool) -> tuple[int, bool]:
-    """Deprecated: how much of a streamed completion to keep, and whether it has ended, by the one rulebook.
-
-    The caller knows only the indentation of the cursor's line and whether text stands right of the cursor, so the
-    rules see a cursor line that has code at that indentation and nothing above or below it: the repeat filters
-    cannot apply. Switch to ``completion_rules.cut(generated, Cursor.from_text(prefix, suffix), "code", final,
-    max_lines=None)`` and show ``verdict.text``.
-    """
-    cursor = Cursor(" " * cursor_line_indent + _UNSEEN, _UNSEEN if single_line else "")
-    verdict = cut(generated, cursor, "code", final, max_lines=None)
-    return verdict.start + len(verdict.text), verdict.stop
 
 
 def fenced_code(answer: str) -> tuple[str | None, bool]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.core.code_text import completion_extent
 from assistant.core.completion_rules import (
     MAX_CODE_LINES,
     Cursor,
@@ -243,17 +242,3 @@ def test_automatic_code_suggestions_only_near_the_end_of_the_line() -> None:
     assert should_suggest(Cursor.from_text("call(", "));"), "code")
     assert not should_suggest(Cursor.from_text("x = ", "some_function(argument)"), "code")
     assert should_suggest(Cursor.from_text("The ", "cat sat on the mat."), "prose")
-
-
-# --- the deprecated alias the code pane still calls -------------------------------------------------------------
-
-
-def test_completion_extent_delegates_to_the_rulebook() -> None:
-    generated = "a + b\n    # still inside\n\nprint('outside')\nx = 1\n"
-    kept, done = completion_extent(generated, cursor_line_indent=4, single_line=False, final=False)
-    assert (generated[:kept], done) == ("a + b\n    # still inside", True), "one blank line ends it, as ghost text"
-    kept, done = completion_extent("1, 2\nprint('more')", cursor_line_indent=0, single_line=True, final=False)
-    assert ("1, 2\nprint('more')"[:kept], done) == ("1, 2", True)
-    body = "\n".join(f"    line_{index} = {index}" for index in range(12))
-    kept, done = completion_extent("x\n" + body + "\n", cursor_line_indent=4, single_line=False, final=True)
-    assert kept == len("x\n" + body), "Complete at cursor has no line limit"

@@ -40,14 +40,12 @@ from PySide6.QtWidgets import (
 
 from assistant.core.code_text import (
     code_lines_so_far,
-    completion_extent,
     fenced_code,
     final_code,
     fit_replacement,
-    indent_width,
-    leading_whitespace,
     unified_diff_text,
 )
+from assistant.core.completion_rules import Cursor, cut, leading_whitespace
 from assistant.core.languages import COMMON_LANGUAGES, GUESS_SAMPLE_CHARS, guess_language
 from assistant.core.prompts import CodeRequest
 from assistant.core.settings import AppSettings
@@ -103,8 +101,7 @@ class CodePane(Pane):
         self._received = ""
         self._insertion: StreamedInsertion | None = None
         self._was_read_only = False
-        self._completion_indent = 0
-        self._single_line = False
+        self._completion_cursor = Cursor("")
         self._generate_indent = ""
         self._fix: _Fix | None = None
 
@@ -396,9 +393,10 @@ class CodePane(Pane):
             if not prefix.strip():
                 self._say("Write some code first: Complete continues the code before the cursor.")
                 return
-            line = cursor.block().text()
-            self._completion_indent = indent_width(line)
-            self._single_line = bool(line[cursor.positionInBlock() :].strip())
+            after = QTextCursor(self._editor.document())
+            after.setPosition(position)
+            after.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+            self._completion_cursor = Cursor.from_text(prefix, after.selection().toPlainText())
             cursor.clearSelection()
             self._editor.setTextCursor(cursor)
             request = CodeRequest(prefix, mode="complete", language=self._request_language(), filename=self._file_name)
@@ -528,10 +526,9 @@ class CodePane(Pane):
         """Bring the document up to date with the answer so far; True when the answer needs nothing more."""
         insertion = self._insertion
         if self._job_kind == "complete" and insertion is not None:
-            kept, done = completion_extent(self._received, self._completion_indent, self._single_line, final)
-            text = self._received[:kept]
-            insertion.show(text.rstrip() if final or done else text)
-            return done
+            verdict = cut(self._received, self._completion_cursor, "code", final, max_lines=None)
+            insertion.show(verdict.text)
+            return verdict.stop
         if self._job_kind == "generate" and insertion is not None:
             lines, done = code_lines_so_far(self._received, final)
             add_indent = bool(lines) and not leading_whitespace(lines[0])

@@ -13,7 +13,7 @@ from PySide6.QtCore import QRect, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QKeyEvent, QPainter, QPaintEvent, QPalette, QResizeEvent, QTextCursor
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
 
-from assistant.core.code_text import TAB_WIDTH, leading_whitespace
+from assistant.core.completion_rules import TAB_WIDTH, leading_whitespace
 
 BRACKETS = {"(": ")", "[": "]", "{": "}"}
 COLON_BLOCK_LANGUAGES = frozenset({"python", "python2", "cython"})
@@ -82,7 +82,6 @@ def matching_opener_indent(text_before: str, closer: str) -> str | None:
                 return leading_whitespace(text_before[text_before.rfind("\n", 0, index) + 1 : index])
             depth -= 1
     return None
-
 
 
 class LineNumberArea(QWidget):

@@ -42,9 +42,7 @@ class FindBar(QWidget):
         self.previous_button = named(QPushButton("Previous"), "findPrevious", "Previous match (Shift+Enter)")
         self.next_button = named(QPushButton("Next"), "findNext", "Next match (Enter)")
         self.replace_button = named(QPushButton("Replace"), "replaceOne")
-        self.replace_all_button = named(
-            QPushButton("Replace all"), "replaceAll", "Replace every match (one undo step)"
-        )
+        self.replace_all_button = named(QPushButton("Replace all"), "replaceAll", "Replace every match (one undo step)")
         self.status_label = named(QLabel(), "findStatus")
         close_button = named(QToolButton(), "findClose", "Close (Esc)")
         close_button.setText("✕")

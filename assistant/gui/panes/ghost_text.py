@@ -41,8 +41,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QPlainTextEdit
 
-from assistant.core.inline import CodeContext, should_suggest_code
-from assistant.engine.completion import InlineRequest
+from assistant.core.completion_rules import Cursor, should_suggest
+from assistant.core.prompts import InlineRequest
 from assistant.gui.jobs import JobRunner
 from assistant.gui.qt_text import utf16_length
 from assistant.gui.streamed_insertion import insert_as_one_step
@@ -418,7 +418,7 @@ class GhostTextController(QObject):
             if manual:
                 self.message.emit("Write a few words first, so there is something to go on from.")
             return
-        if self._mode == "code" and not manual and not should_suggest_code(CodeContext.from_text(prefix, suffix)):
+        if not manual and not should_suggest(Cursor.from_text(prefix, suffix), self._mode):
             return  # typing in the middle of a line: leave it alone until asked
         self._hide()
         request = InlineRequest(
