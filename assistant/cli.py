@@ -137,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--stats", action="store_true", help="print one JSON line of timings to stderr")
     _model_options(complete)
 
+    _serve_options(commands)
+
     gui = commands.add_parser("gui", help="open the desktop app (the default when no command is given)")
     gui.add_argument("files", nargs="*", metavar="FILE", help="files to open")
     gui.add_argument("--screenshot", metavar="FILE", help="wait until the model is ready, save a PNG, exit")
@@ -144,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = ("generate", "chat", "models", "complete", "gui")
+COMMANDS = ("generate", "chat", "models", "complete", "serve", "gui")
 TOP_LEVEL_ACTIONS = ("--selftest", "--install-desktop-entry", "--uninstall-desktop-entry")
 
 
@@ -481,6 +483,46 @@ def command_complete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def _serve_options(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve", help="answer OpenAI-style API requests on this machine (for editors such as Continue)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
+    serve.add_argument("--port", type=int, default=8765, help="port to listen on (default: 8765; 0 = any free one)")
+    key = serve.add_mutually_exclusive_group()
+    key.add_argument("--api-key", metavar="KEY", help="clients must send it (visible in the process list)")
+    key.add_argument("--api-key-file", metavar="FILE", help="read the API key from the first line of FILE")
+    serve.add_argument(
+        "--cors-origin", action="append", default=[], metavar="ORIGIN", help="let web pages from ORIGIN call the API"
+    )
+    serve.add_argument(
+        "--queue-size", type=int, default=8, metavar="N", help="requests that may wait while one runs (default 8)"
+    )
+    serve.add_argument("--served-model-name", metavar="NAME", help="the model id clients use (default: its name)")
+    _model_options(serve)
+
+
+def command_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """The engine over HTTP: who may connect is settled and the port taken before the model loads."""
+    from assistant.server.serve import bind, check_exposure, read_api_key, serve_forever
+    from assistant.server.worker import EngineModel
+
+    if args.queue_size < 0:
+        raise InputError("--queue-size must be 0 or more.")
+    api_key = read_api_key(args.api_key, args.api_key_file)
+    check_exposure(args.host, api_key)
+    sock = bind(args.host, args.port)
+    try:
+        engine = load_engine(args, err)
+    except BaseException:
+        sock.close()
+        raise
+    model = EngineModel(engine, args.served_model_name)
+    serve_forever(model, sock, args.host, api_key, args.cors_origin, args.queue_size, out, args.debug)
+    print("penwright: stopped serving", file=err, flush=True)
+    return EXIT_OK
+
+
 def command_selftest(out: TextIO, err: TextIO) -> int:
     """Prove an installation works: where its files live, then the bundled model writes a few words."""
     import time
@@ -587,6 +629,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
             return command_models(out)
         if args.command == "complete":
             return command_complete(args, out, err)
+        if args.command == "serve":
+            return command_serve(args, out, err)
         return command_gui(args, err)
     except PenwrightError as error:
         if args.debug:
