@@ -195,6 +195,9 @@ def create_app(worker: ModelWorker, api_key: str | None = None, cors_origins: Se
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
                 )
             return await whole_answer(job.events, shape)
+        except asyncio.CancelledError:  # the server cancelled this handler: nobody will read the answer
+            job.events.cancel.cancel()
+            raise
         finally:
             if watcher is not None:
                 watcher.cancel()

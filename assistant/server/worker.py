@@ -337,6 +337,8 @@ class ModelWorker:
             prompt_tokens = self.model.count_prompt(job.prompt)
         except PenwrightError as error:  # a chat template that refuses these messages
             raise ApiError(400, str(error), param=param) from None
+        if prompt_tokens == 0:
+            raise ApiError(400, "The prompt is empty: there is nothing to continue.", param=param)
         settings = replace(job.settings, max_new_tokens=self._answer_room(job, prompt_tokens, what, param))
         job.events.post(Started(prompt_tokens))
         stream = self.model.stream(job.prompt, settings, job.cancel)

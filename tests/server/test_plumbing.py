@@ -227,6 +227,13 @@ def test_prompt_plus_max_tokens_beyond_the_context_is_400_with_the_numbers() -> 
         assert "70" in error["message"] and "40 in the prompt" in error["message"] and "30 in the" in error["message"]
 
 
+def test_an_empty_prompt_is_400_before_any_text() -> None:
+    with fake_server() as (server, model):
+        reply = request(server.url, "POST", COMPLETIONS, {"model": "fake-model", "prompt": "", "stream": True})
+        assert "empty" in assert_openai_error(reply, 400, "prompt")["message"]
+        assert not model.prompts
+
+
 def test_unknown_url_and_method_get_openai_errors() -> None:
     with fake_server() as (server, _model):
         assert_openai_error(request(server.url, "GET", "/v1/embeddings"), 404)
