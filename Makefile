@@ -86,6 +86,12 @@ bench-llama: setup
 		VENV=$(VENV) LLAMA_CPP_SPEC="$(LLAMA_CPP_SPEC)" bash bench/build_llama.sh $$class || exit 1; \
 	done
 
+# penwright serve against the engine in-process, same prompt, same run: tokens/s (streamed), time to first token over
+# HTTP, and complete-style latency through the server vs a new process per call (bench/results/server.json).
+.PHONY: bench-server
+bench-server: setup
+	HF_HUB_OFFLINE=1 $(PY) bench/server.py $(BENCH_SERVER_ARGS)
+
 # llama.cpp alone, for each class: decode tokens/s, time to first token, and the features its build reports.
 bench-peers: bench-llama
 	for class in $(CPU_CLASSES); do HF_HUB_OFFLINE=1 $(PY) bench/peers.py --cpu-class $$class || exit 1; done
