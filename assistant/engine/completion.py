@@ -87,6 +87,60 @@ INLINE_SETTINGS = SamplerSettings(temperature=0.0, repetition_penalty=1.0, max_n
 """Greedy: a suggestion should be the model's best guess, and the same text gives the same suggestion."""
 
 
+RERANK_CANDIDATES = 5
+"""First tokens tried when a model without FIM tokens fills a line above code: each is finished greedily to the end
+of the line and the candidates are ranked with the lines below the cursor. On bench/inline_quality.py's 100 tasks
+(scratch run, SmolLM2-135M on 2 shared cores) K=5 gave 14% exact match at about 7.5 s a task and K=10 16% at about
+10.7 s: K=5 keeps most of the gain over the plain greedy line (9%) for about two thirds of K=10's latency."""
+
+RERANK_SUFFIX_LINES = 2
+"""Non-blank lines below the cursor's line that score a candidate (with the blank lines between them)."""
+
+
+def rerank_applies(request: InlineRequest, cursor: Cursor, has_fim: bool) -> bool:
+    """A single-line infill above code that a prefix-only prompt cannot see: rank candidates with the suffix."""
+    if has_fim or request.mode != "code" or cursor.mid_line:
+        return False
+    return bool(cursor.next_line.strip())
+
+
+def following_lines(suffix: str, count: int = RERANK_SUFFIX_LINES) -> str:
+    """The lines after the cursor's line up to and including the ``count``-th non-blank one."""
+    below = suffix.partition("\n")[2]
+    lines: list[str] = []
+    seen = 0
+    for line in below.split("\n"):
+        lines.append(line)
+        if line.strip():
+            seen += 1
+            if seen == count:
+                break
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    raw: str
+    """The model's text for the rest of the line (no newline)."""
+    line_logprob: float
+    """Log-probability of the candidate's tokens after the prompt."""
+    suffix_logprob: float
+    """Log-probability of the newline and the following lines after the candidate."""
+
+    @property
+    def score(self) -> float:
+        return self.line_logprob + self.suffix_logprob
+
+
+def best_candidate(candidates: list[Candidate]) -> Candidate | None:
+    """The candidate under which the line and the code below it are likeliest (the first on a tie)."""
+    best: Candidate | None = None
+    for candidate in candidates:
+        if best is None or candidate.score > best.score:
+            best = candidate
+    return best
+
+
 def _round_up(value: int, step: int) -> int:
     return -(-value // step) * step
 
@@ -209,6 +263,8 @@ class InlineCompleter:
             result.cancelled = cancel.cancelled
             return result
         cursor = Cursor.from_text(request.prefix, request.suffix)
+        if rerank_applies(request, cursor, self.fim is not None):
+            return self._rerank(ids, request, cursor, cancel, settings, started, on_text)
         end_ids = set(self.engine._end_ids) | (set(self.fim.stop_ids) if self.fim else set())
         processors = build_processors(settings)
         generator = torch.Generator(device="cpu").manual_seed(settings.seed or 0)
@@ -253,6 +309,113 @@ class InlineCompleter:
             result.first_text_ms = (time.perf_counter() - started) * 1000
         result.total_ms = (time.perf_counter() - started) * 1000
         return result
+
+    def _rerank(
+        self,
+        ids: list[int],
+        request: InlineRequest,
+        cursor: Cursor,
+        cancel: CancelToken,
+        settings: SamplerSettings,
+        started: float,
+        on_text: Callable[[str], None] | None,
+    ) -> InlineResult:
+        """One prefill, ``RERANK_CANDIDATES`` greedy lines from the cached prefix, the best with the suffix wins."""
+        import torch
+
+        result = InlineResult("", prompt_tokens=len(ids))
+        tokenizer = self.engine.tokenizer
+        end_ids = set(self.engine._end_ids)
+        special = set(getattr(tokenizer, "all_special_ids", ()) or ())
+        device = self.engine.loaded.input_device
+        typed_space = _split_typed_space(request.prefix)[1]
+        follow = following_lines(request.suffix)
+        candidates: list[Candidate] = []
+        with torch.inference_mode():
+            first = self._prefill(ids, result, device)[0]
+            result.ttft_ms = (time.perf_counter() - started) * 1000
+            first_logp = torch.log_softmax(first.float(), -1)
+            starts: list[int] = []
+            for token in torch.argsort(first, descending=True)[:400].tolist():
+                piece = str(tokenizer.decode([token]))
+                if token in end_ids or token in special or "\n" in piece or not piece.strip():
+                    continue
+                starts.append(token)
+                if len(starts) == RERANK_CANDIDATES:
+                    break
+            for token in starts:
+                if cancel.cancelled:
+                    break
+                self._crop(len(ids))
+                candidate = self._candidate(ids, token, float(first_logp[token]), follow, settings, cancel, device)
+                result.new_tokens += 1
+                if candidate is not None:
+                    candidates.append(candidate)
+            self._crop(len(ids))
+        if cancel.cancelled:
+            result.cancelled = True
+            return result
+        best = best_candidate(candidates)
+        text = _visible_suggestion(best.raw, typed_space, cursor.line_prefix) if best else ""
+        verdict = cut(text, cursor, request.mode)
+        result.text = verdict.text if verdict.stop else cut(text, cursor, request.mode, final=True).text
+        result.details = {"candidates": [(c.raw, round(c.score, 2)) for c in candidates]}
+        if on_text is not None and result.text:
+            on_text(result.text)
+        if result.text:
+            result.first_text_ms = (time.perf_counter() - started) * 1000
+        result.total_ms = (time.perf_counter() - started) * 1000
+        return result
+
+    def _candidate(
+        self,
+        ids: list[int],
+        token: int,
+        logprob: float,
+        follow: str,
+        settings: SamplerSettings,
+        cancel: CancelToken,
+        device: Any,
+    ) -> Candidate | None:
+        """``token`` finished greedily to the end of its line, scored with the ``follow`` lines after it."""
+        import torch
+
+        decoder = IncrementalDecoder(self.engine.tokenizer, ids)
+        raw = decoder.push(token)
+        rest = ""
+        scores = self._step(torch.tensor([[token]], dtype=torch.long, device=device), token)
+        for _ in range(settings.max_new_tokens - 1):
+            if cancel.cancelled:
+                return None
+            logp = torch.log_softmax(scores[0].float(), -1)
+            nxt = int(torch.argmax(logp))
+            if nxt in self.engine._end_ids:
+                break
+            piece = decoder.push(nxt)
+            if "\n" in piece:
+                rest = piece.split("\n", 1)[0]  # the line's end that came glued to the newline ("):\n")
+                break
+            logprob += float(logp[nxt])
+            raw += piece
+            scores = self._step(torch.tensor([[nxt]], dtype=torch.long, device=device), nxt)
+        tail = self._encode(rest + "\n" + follow)
+        if not tail:
+            return Candidate(raw + rest, logprob, 0.0)
+        suffix_logprob = float(torch.log_softmax(scores[0].float(), -1)[tail[0]])
+        if len(tail) > 1:
+            kwargs = {self.engine._cache_argument: self._prefix.cache, "use_cache": True}
+            logits = self.engine.model(input_ids=torch.tensor([tail[:-1]], device=device), **kwargs).logits[0]
+            picked = torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(tail[1:], device=device)[:, None])
+            suffix_logprob += float(picked.sum())
+            self._prefix.tokens.extend(tail[:-1])
+        return Candidate(raw + rest, logprob, suffix_logprob)
+
+    def _crop(self, length: int) -> None:
+        """Drop what the cache holds past the first ``length`` tokens (the candidates written after the prompt)."""
+        extra = self._prefix.cache.get_seq_length() - length
+        if extra > 0:
+            self._prefix.cache.crop(-extra)
+        del self._prefix.tokens[length:]
 
     def _prefill(self, ids: list[int], result: InlineResult, device: Any) -> torch.Tensor:
         """Run only the tokens after the longest prefix shared with the cached prompt."""

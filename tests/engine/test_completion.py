@@ -11,8 +11,17 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from assistant.core.completion_rules import cut
-from assistant.engine.completion import InlineCompleter, InlineRequest, detect_fim
+from assistant.core.completion_rules import Cursor, cut
+from assistant.engine import completion
+from assistant.engine.completion import (
+    Candidate,
+    InlineCompleter,
+    InlineRequest,
+    best_candidate,
+    detect_fim,
+    following_lines,
+    rerank_applies,
+)
 from assistant.engine.generate import CancelToken
 
 FAMILIES = {
@@ -195,3 +204,65 @@ def test_a_long_prefix_is_cut_in_steps_so_its_start_stays_put() -> None:
     later = completer.prompt_ids(InlineRequest("prose", document + " return a"))
     assert len(first) <= 300 and len(later) <= 300
     assert later[: len(first) - 2] == first[: len(first) - 2], "the same start: only the end grew"
+
+
+# --- reranking line candidates with the suffix (models without FIM tokens) -----------------------------------------
+
+
+def test_the_candidate_likeliest_with_the_lines_below_wins() -> None:
+    candidates = [Candidate(" return 0", -3.0, -20.0), Candidate(" else:", -5.0, -1.0), Candidate(" pass", -1.0, -9.0)]
+    best = best_candidate(candidates)
+    assert best is not None and best.raw == " else:"
+    assert best_candidate([]) is None
+    assert best_candidate([Candidate("a", -1.0, -1.0), Candidate("b", -1.5, -0.5)]).raw == "a"  # type: ignore[union-attr]
+
+
+def test_the_following_lines_skip_the_cursors_line_and_keep_blank_lines() -> None:
+    assert following_lines("\n        return -1\n\n    x = 2\n    y = 3\n") == "        return -1\n\n    x = 2"
+    assert following_lines("rest of line\n  a\n") == "  a\n"
+    assert following_lines("") == ""
+
+
+def test_reranking_is_for_single_line_code_infill_without_fim() -> None:
+    def applies(prefix: str, suffix: str, mode: str = "code", fim: bool = False) -> bool:
+        return rerank_applies(InlineRequest(mode, prefix, suffix), Cursor.from_text(prefix, suffix), fim)
+
+    assert applies("if x:\n    y()\n", "\n    z()\n")  # empty line
+    assert applies("if x:\n    y()\n    ", "\n    z()\n")  # only indentation
+    assert applies("if x:\n    y(", "\n    z()\n")  # end of a non-empty line
+    assert not applies("if x:\n    y(", ")\n    z()\n"), "text right of the cursor"
+    assert not applies("if x:\n    ", "\n\n  \n"), "nothing below to rank with"
+    assert not applies("if x:\n    ", "\n    z()\n", fim=True)
+    assert not applies("The rain ", "\nfell.\n", mode="prose")
+
+
+@pytest.mark.slow
+def test_the_lines_below_pick_the_else_branch_on_the_real_model(engine, monkeypatch) -> None:
+    prefix, suffix = "def sign(x):\n    if x > 0:\n        return 1\n    ", "\n        return -1\n"
+    result = InlineCompleter(engine).suggest(InlineRequest("code", prefix, suffix))
+    assert result.text == "else:"
+    assert len(result.details["candidates"]) == completion.RERANK_CANDIDATES
+    monkeypatch.setattr(completion, "rerank_applies", lambda *args: False)
+    plain = InlineCompleter(engine).suggest(InlineRequest("code", prefix, suffix))
+    assert plain.text.strip() != "else:", "without the suffix the model does not see the else branch"
+
+
+@pytest.mark.slow
+def test_cancel_stops_between_candidates(engine, monkeypatch) -> None:
+    completer = InlineCompleter(engine)
+    cancel = CancelToken()
+    written: list[str] = []
+    real = completer._candidate
+
+    def first_then_cancel(*args, **kwargs):  # type: ignore[no-untyped-def]
+        candidate = real(*args, **kwargs)
+        written.append(candidate.raw if candidate else "")
+        cancel.cancel()
+        return candidate
+
+    monkeypatch.setattr(completer, "_candidate", first_then_cancel)
+    request = InlineRequest("code", "def sign(x):\n    if x > 0:\n        return 1\n    ", "\n        return -1\n")
+    result = completer.suggest(request, cancel=cancel)
+    assert result.cancelled and result.text == "" and len(written) == 1
+    assert completer.cached(request) is None
+    assert completer._prefix.cache.get_seq_length() == len(completer._prefix.tokens) == result.prompt_tokens
