@@ -23,6 +23,7 @@ from assistant.core.prompts import (
     CODE_MODES,
     POEM_FORMS,
     REWRITE_STYLES,
+    SUMMARY_FORMS,
     TASKS,
     ChatRequest,
     CodeRequest,
@@ -108,7 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     task = generate.add_argument_group("task options")
     task.add_argument("--memory", default="", help="story: facts always kept in view")
     task.add_argument("--authors-note", default="", help="story: a steering note placed near the end")
-    task.add_argument("--form", default="free verse", help=f"poem: {', '.join(POEM_FORMS)} or your own")
+    task.add_argument(
+        "--form",
+        default=None,
+        help=f"poem: {', '.join(POEM_FORMS)} or your own; summary: paragraph (default) or synopsis (each part, "
+        "by the text's own headings, then the whole)",
+    )
     task.add_argument("--style", default=None, help=f"poem: a style; rewrite: {', '.join(REWRITE_STYLES)}, custom")
     task.add_argument("--instruction", default="", help="rewrite: your own instruction")
     task.add_argument("--language", default=None, help="translate: target language; code: programming language")
@@ -191,9 +197,12 @@ def build_request(args: argparse.Namespace, text: str | None) -> TaskRequest:
     if task == "story":
         return StoryRequest(main_text, memory=args.memory, authors_note=args.authors_note)
     if task == "poem":
-        return PoemRequest(main_text, form=args.form, style=args.style or "")
+        return PoemRequest(main_text, form=args.form or "free verse", style=args.style or "")
     if task == "summary":
-        return SummaryRequest(main_text)
+        form = args.form or "paragraph"
+        if form not in SUMMARY_FORMS:
+            raise InputError(f"A summary's --form is one of: {', '.join(SUMMARY_FORMS)} (not '{form}').")
+        return SummaryRequest(main_text, form=form)
     if task == "rewrite":
         instruction = args.instruction or (prompt if text is not None and prompt else "")
         style = args.style or ("custom" if instruction else "shorter")
