@@ -337,7 +337,9 @@ class _SummaryWriter:
             return self._combine(summaries, titles, settings, words)
 
         def fallback() -> str:
-            return central_sentences("\n".join(summaries), max_words=90, max_sentences=4)
+            openings = tuple(part_summary_opening(kind) + " " for kind in ("chapter", "scene", "part"))
+            plain = [_drop_prefix(summary, openings) for summary in summaries]  # "In this chapter, we ..." alone
+            return central_sentences("\n".join(plain), max_words=90, max_sentences=4)
 
         overall_settings = replace(self.settings, max_new_tokens=min(self.settings.max_new_tokens, OVERALL_TOKENS))
         result = self._grounded(document, draft, overall_settings, fallback, "the whole")
@@ -433,6 +435,14 @@ def _attempt_settings(settings: SamplerSettings, attempt: int) -> SamplerSetting
 
 
 _PREAMBLE = re.compile(r"^(?:(?:here is|here's|sure|summary|in summary)[^\n]*?:\s*)", re.IGNORECASE)
+
+
+def _drop_prefix(text: str, prefixes: tuple[str, ...]) -> str:
+    for prefix in prefixes:
+        if prefix.strip() and text.startswith(prefix):
+            rest = text[len(prefix) :]
+            return rest[:1].upper() + rest[1:]
+    return text
 
 
 def _kind_word(part: Part) -> str:
