@@ -70,6 +70,7 @@ bench-classes: setup bench-llama
 eval: setup
 	HF_HUB_OFFLINE=1 $(PY) bench/eval.py
 	HF_HUB_OFFLINE=1 $(PY) bench/inline_quality.py $(INLINE_QUALITY_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) bench/synopsis_eval.py
 
 # The same suite on a CUDA GPU (needs a CUDA build of torch: make setup TORCH_SPEC=torch==2.13.0 on such a machine
 # with the CUDA index); writes bench/results/gpu.json and gpu.png.
