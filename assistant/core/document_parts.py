@@ -1,7 +1,8 @@
 """A document's own structure: the parts a synopsis summarizes one by one, with where each starts.
 
-A writer's manuscript already says where its chapters are. We split on those headings (Markdown ``#`` lines,
-"Chapter 4", "CHAPTER IV", "Part Two", "Prologue", a bare "12." or "XII." on its own line); where a document has
+A writer's manuscript already says where its chapters are. We split on those headings (Markdown ``#`` lines and
+setext headings underlined with ``===`` or ``---``, "Chapter 4", "CHAPTER IV", "Part Two", "Prologue", a bare "12."
+or "XII." on its own line); where a document has
 none we split on its scene breaks (``***``, ``* * *``, a lone ``#``), and only where it has neither into even
 chunks cut between paragraphs. Headings win over scene breaks because a synopsis is read chapter by chapter: a
 chapter's scenes stay together in its one summary.
@@ -76,6 +77,8 @@ _TITLE_KEYWORD = re.compile(
 # "12." or "XII." alone: how many novels number their chapters. Roman numerals in capitals only ("I" counts).
 _BARE_NUMBER = re.compile(r"^(?P<title>(?:\d{1,4}|[IVXLCDM]+))\.?$")
 _ROMAN = re.compile(r"^M{0,4}(CM|CD|D?C{0,3})(XC|XL|L?X{0,3})(IX|IV|V?I{0,3})$")
+# A setext underline: only "=" or only "-", no spaces inside ("- - -" is a rule, never an underline).
+_SETEXT_UNDERLINE = re.compile(r"^(?:={2,}|-{2,})$")
 _SCENE_BREAK = re.compile(r"^(?:(?:\*\s*){3,}|#|(?:#\s*){3}|~{3,}|(?:-\s*){3,}|(?:_\s*){3,}|§)$")
 
 _CONTAINER_KEYS = {"part", "book", "volume", "act"}
@@ -123,6 +126,9 @@ def _heading(lines: list[_Line], index: int) -> _Heading | None:
     text = line.text
     if not text or len(text) > HEADING_MAX_CHARS:
         return None
+    setext = _setext_heading(lines, index)
+    if setext is not None:
+        return setext
     markdown = _MARKDOWN.match(text)
     if markdown and not _SCENE_BREAK.match(text):
         return _Heading(line, markdown.group("title").strip(), len(markdown.group(1)))
@@ -137,6 +143,28 @@ def _heading(lines: list[_Line], index: int) -> _Heading | None:
     if bare and (bare.group("title").isdigit() or _ROMAN.match(bare.group("title"))):
         return _Heading(line, bare.group("title"), 2)
     return None
+
+
+def _setext_heading(lines: list[_Line], index: int) -> _Heading | None:
+    """A Markdown setext heading: a one-line paragraph underlined with ``===`` (rank 1) or ``---`` (rank 2).
+
+    The heading spans both lines, so the body starts after the underline. A ``---`` after a blank line is a scene
+    break (as ever); so is a ``---`` under a line that reads as prose: the last line of a longer paragraph, or a
+    line ending in ``.``, ``,``, ``;`` or ``:`` (writers put a rule right under a scene's last sentence).
+    """
+    line = lines[index]
+    if index + 1 >= len(lines) or (index > 0 and lines[index - 1].text):
+        return None
+    underline = lines[index + 1].text
+    if not _SETEXT_UNDERLINE.match(underline):
+        return None
+    text = line.text
+    if _SCENE_BREAK.match(text) or _MARKDOWN.match(text) or text.startswith("```"):
+        return None
+    if underline.startswith("-") and text.endswith((".", ",", ";", ":")) and not text.endswith(".."):
+        return None
+    both = _Line(line.start, lines[index + 1].end, text)
+    return _Heading(both, _clean_title(text), 1 if underline.startswith("=") else 2)
 
 
 def _numbered_heading(match: re.Match[str]) -> bool:

@@ -49,6 +49,41 @@ SPLITS = {
         ["Chapter about Lisbon", "Chapter about Oslo"],
         "heading",
     ),
+    "setext headings underlined with === and ---": (
+        "Lisbon\n======\n\nAna walked to the harbour.\n\nOslo\n----\n\nIngrid took the ferry.\n",
+        ["Lisbon", "Oslo"],
+        "heading",
+    ),
+    "setext headings whose titles end in ? or !": (
+        "Who Took It?\n============\n\nNobody knew.\n\nRun!\n---\n\nThey ran.\n",
+        ["Who Took It?", "Run!"],
+        "heading",
+    ),
+    "a setext Part above a setext chapter": (
+        "Part Two\n========\n\nThe Harbour\n-----------\n\nAna waited.\n\nThe Ferry\n---------\n\nShe left.\n",
+        ["Part Two / The Harbour", "The Ferry"],
+        "heading",
+    ),
+    "--- after a blank line stays a scene break": (
+        "Ana waited.\n\n---\n\nBo arrived.\n\n---\n\nCy left.\n",
+        ["Scene 1", "Scene 2", "Scene 3"],
+        "scene",
+    ),
+    "--- right under a sentence is a scene break, not a heading": (
+        "Ana waited.\n---\nBo arrived at noon.\n---\nCy left.\n",
+        ["Scene 1", "Scene 2", "Scene 3"],
+        "scene",
+    ),
+    "--- under a paragraph of several lines is a scene break": (
+        "Ana waited\nby the door\n---\n\nBo arrived.\n",
+        ["Scene 1", "Scene 2"],
+        "scene",
+    ),
+    "- - - with spaces is never an underline": (
+        "Ana waited\n- - -\n\nBo arrived.\n",
+        ["Scene 1", "Scene 2"],
+        "scene",
+    ),
     "scene breaks of every kind": (
         "Ana waited.\n\n***\n\nBo arrived.\n\n* * *\n\nCy left.\n\n#\n\nDee slept.\n",
         ["Scene 1", "Scene 2", "Scene 3", "Scene 4"],
@@ -77,12 +112,28 @@ def test_split_on_the_documents_own_structure(name: str) -> None:
         ("# Book\n\n## Chapter 1\n\nText one.\n\n## Chapter 2\n\nText two.\n", ["# Book", "## Chapter 2"]),
         ("Intro words here.\n\nChapter 1\n\nText.\n\nChapter 2\n\nMore.\n", ["Intro words", "Chapter 1", "Chapter 2"]),
         ("  Chapter 1\n\nIndented heading.\n\n  Chapter 2\n\nAgain.\n", ["Chapter 1", "Chapter 2"]),
+        ("Lisbon\n======\n\nText.\n\nOslo\n---\n\nMore.\n", ["Lisbon\n===", "Oslo\n---"]),
+        ("Intro.\n\nChapter 1\n---------\n\nText.\n", ["Intro.", "Chapter 1\n---"]),
     ],
 )
 def test_offsets_point_at_the_headings(document: str, heading_lines: list[str]) -> None:
     """The GUI jumps to ``start``: it must be the first character of the heading (or of the opening text)."""
     parts = split_document(document)
     assert all(document[part.start :].startswith(line) for part, line in zip(parts, heading_lines, strict=True))
+
+
+def test_a_setext_heading_spans_its_underline() -> None:
+    """The underline belongs to the heading: the body starts after it, and an underlined title alone is empty."""
+    document = "Lisbon\n======\n\nAna walked.\n\nOslo\n----\n"
+    lisbon, oslo = split_document(document)
+    assert lisbon.body.strip() == "Ana walked."
+    assert document[lisbon.start : lisbon.body_start] == "Lisbon\n======\n"
+    assert oslo.is_empty and oslo.body == ""
+
+
+def test_a_setext_underline_in_a_code_sample_is_no_heading() -> None:
+    document = "# Notes\n\nProse.\n\n```\ntitle\n=====\n```\n\nMore prose.\n"
+    assert [part.title for part in split_document(document)] == ["Notes"]
 
 
 def test_text_before_the_first_heading_is_its_own_part() -> None:
