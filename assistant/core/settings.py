@@ -51,6 +51,9 @@ THEMES = ("system", "light", "dark")
 QUANTIZE_CHOICES = ("auto", "none", "int8", "int4")
 """How the model's weights are stored on the CPU: auto picks int4 for a 4-bit GGUF, int8 otherwise."""
 MAX_RECENT_FILES = 10
+BACKENDS = ("local", "remote")
+"""Where the model runs: "local" on this computer, "remote" on an OpenAI-compatible server."""
+REMOTE_TIMEOUT_DEFAULT = 120
 
 
 @dataclass
@@ -64,6 +67,15 @@ class AppSettings:
     quantize: str = "auto"
     """Weight storage on the CPU, one of QUANTIZE_CHOICES."""
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    backend: str = "local"
+    """One of BACKENDS."""
+    remote_base_url: str = ""
+    """The server's OpenAI-compatible API, such as http://localhost:8000/v1. Its API key is never stored here: it
+    lives in the system keyring (``core.api_keys``)."""
+    remote_model: str = ""
+    """"" takes the first model the server lists."""
+    remote_timeout_s: int = REMOTE_TIMEOUT_DEFAULT
+    """Seconds the server may stay silent before a request is given up with a message."""
     theme: str = "system"
     editor_font_family: str = ""
     """"" uses the system's fixed-width font in the code pane and its general font in the editor."""
@@ -112,6 +124,9 @@ class AppSettings:
             settings.theme = defaults.theme
         if settings.quantize not in QUANTIZE_CHOICES:
             settings.quantize = defaults.quantize
+        if settings.backend not in BACKENDS:
+            settings.backend = defaults.backend
+        settings.remote_timeout_s = max(1, min(int(settings.remote_timeout_s), 3600))
         settings.autosave_seconds = max(1, min(int(settings.autosave_seconds), 3600))
         settings.recent_files = [str(path) for path in settings.recent_files][:MAX_RECENT_FILES]
         return settings
