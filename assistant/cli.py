@@ -35,11 +35,15 @@ from assistant.core.prompts import (
     SummaryRequest,
     TranslateRequest,
 )
-from assistant.core.settings import QUANTIZE_CHOICES, SamplerSettings
+from assistant.core.settings import BACKENDS, QUANTIZE_CHOICES, SamplerSettings
 
 if TYPE_CHECKING:
     from assistant.engine.generate import CancelToken, Engine, TextStream
+    from assistant.engine.remote import RemoteSession
+    from assistant.engine.session import ProgressCallback
     from assistant.engine.tasks import TaskRequest
+
+    Backend = Engine | RemoteSession
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -68,6 +72,33 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         "--trust-remote-code",
         action="store_true",
         help="run Python code shipped with the model (only for models whose authors you trust)",
+    )
+
+
+def _backend_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where the model runs")
+    group.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="local: this computer (the default); remote: an OpenAI-compatible server such as vLLM, llama.cpp, "
+        "Ollama or penwright serve (the default when --base-url is given)",
+    )
+    group.add_argument(
+        "--base-url", metavar="URL", help="the server's API, such as http://localhost:8000/v1 (default: Settings')"
+    )
+    group.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="the server's key; visible in the process list, so prefer PENWRIGHT_API_KEY or the key kept by the app",
+    )
+    group.add_argument("--remote-model", metavar="NAME", help="the server's model (default: the first it lists)")
+    group.add_argument(
+        "--remote-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long the server may stay silent before Penwright gives up (default 120)",
     )
 
 
@@ -122,15 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     task.add_argument("--error", default="", help="code --mode fix: the error message")
     task.add_argument("--system", default=None, help="chat: the system prompt")
     _model_options(generate)
+    _backend_options(generate)
     _sampler_options(generate, 256)
 
     chat = commands.add_parser("chat", help="talk with the model (Ctrl-C stops an answer, Ctrl-D quits)")
     chat.add_argument("--system", default=None, help="the system prompt")
     chat.add_argument("--stats", action="store_true", help="print timings after each answer")
     _model_options(chat)
+    _backend_options(chat)
     _sampler_options(chat, 512)
 
-    commands.add_parser("models", help="list the bundled model, cached models and cached conversions")
+    models = commands.add_parser(
+        "models", help="list the bundled model, cached models and cached conversions (or a server's models)"
+    )
+    _backend_options(models)
 
     complete = commands.add_parser(
         "complete", help="print the inline suggestion the app would show at a cursor (for any editor to call)"
@@ -142,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--seed", type=int, default=None)
     complete.add_argument("--stats", action="store_true", help="print one JSON line of timings to stderr")
     _model_options(complete)
+    _backend_options(complete)
 
     _serve_options(commands)
 
@@ -310,6 +347,73 @@ def load_engine(args: argparse.Namespace, err: TextIO) -> Engine:
     return Engine(loaded)
 
 
+def uses_remote(args: argparse.Namespace) -> bool:
+    """``--backend remote``, or ``--base-url`` without ``--backend``."""
+    backend = getattr(args, "backend", None)
+    return backend == "remote" or (backend is None and bool(getattr(args, "base_url", None)))
+
+
+def remote_choice(args: argparse.Namespace) -> Any:
+    """The server from the command line, else from the app's Settings; the key from --api-key, PENWRIGHT_API_KEY
+    or the keyring (where the app keeps it)."""
+    from assistant.core.api_keys import ENV_VARIABLE, default_key_store
+    from assistant.core.settings import load_settings
+    from assistant.engine.remote import READ_TIMEOUT_S, RemoteChoice, normalize_base_url
+
+    if getattr(args, "model", None):
+        raise InputError("--model picks a local model; with --backend remote name the server's with --remote-model.")
+    saved = load_settings()
+    base_url = args.base_url or saved.remote_base_url
+    if not base_url:
+        raise InputError(
+            "--backend remote needs the server's address: --base-url http://HOST:PORT/v1 (or set one in Settings)."
+        )
+    base_url = normalize_base_url(base_url)
+    same_server = not args.base_url or normalize_base_url(saved.remote_base_url or "x") == base_url
+    model = args.remote_model or (saved.remote_model if same_server else "")
+    key = args.api_key or os.environ.get(ENV_VARIABLE, "").strip() or default_key_store().get(base_url)
+    timeout = args.remote_timeout or (float(saved.remote_timeout_s) if saved.remote_timeout_s else READ_TIMEOUT_S)
+    if timeout <= 0:
+        raise InputError("--remote-timeout must be more than 0 seconds.")
+    return RemoteChoice(base_url, key, model, timeout)
+
+
+def load_backend(args: argparse.Namespace, err: TextIO) -> Backend:
+    """The local engine, or a session on the remote server (``--backend remote``); never one for the other."""
+    if not uses_remote(args):
+        return load_engine(args, err)
+    from assistant.engine.remote import open_remote_session
+
+    def progress(stage: str, _fraction: float | None) -> None:
+        print(f"penwright: {stage}", file=err, flush=True)
+
+    return open_remote_session(remote_choice(args), progress)
+
+
+def run_on(
+    backend: Backend,
+    request: TaskRequest,
+    settings: SamplerSettings,
+    cancel: CancelToken,
+    progress: ProgressCallback | None = None,
+) -> TextStream:
+    from assistant.engine.remote import RemoteSession
+    from assistant.engine.tasks import run_task
+
+    if isinstance(backend, RemoteSession):
+        return backend.run(request, settings, cancel, progress)
+    return run_task(backend, request, settings, cancel, progress)
+
+
+def backend_name(backend: Backend) -> str:
+    from assistant.engine.remote import RemoteSession
+
+    if isinstance(backend, RemoteSession):
+        info = backend.describe()
+        return f"{info.name} at {info.host}"
+    return backend.name
+
+
 def _quiet_libraries(debug: bool, err: TextIO) -> None:
     """Library warnings and per-tensor progress bars are noise for a writer; --debug shows them."""
     if debug:
@@ -362,19 +466,18 @@ def _write_stream(stream: TextStream, out: TextIO) -> str:
 
 def command_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from assistant.engine.generate import CancelToken
-    from assistant.engine.tasks import run_task
 
     text = read_input(args.input) if args.input else None
     request = build_request(args, text)
     settings = sampler_from(args)
-    engine = load_engine(args, err)
+    engine = load_backend(args, err)
     cancel = CancelToken()
 
     def summary_progress(stage: str, _fraction: float | None) -> None:
         print(f"penwright: {stage}", file=err, flush=True)
 
     with cancel_on_interrupt(cancel) as interrupted:
-        stream = run_task(engine, request, settings, cancel, summary_progress)
+        stream = run_on(engine, request, settings, cancel, summary_progress)
         result = _write_stream(stream, out)
     if result and not result.endswith("\n"):
         out.write("\n")
@@ -386,11 +489,11 @@ def command_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def command_chat(args: argparse.Namespace, out: TextIO, err: TextIO, read_line: Callable[[str], str] = input) -> int:
     settings = sampler_from(args)
-    engine = load_engine(args, err)
+    engine = load_backend(args, err)
     history: list[Message] = []
     system = args.system
     print(
-        f"Chatting with {engine.name}. Ctrl-C stops an answer, Ctrl-D quits, /new starts over.",
+        f"Chatting with {backend_name(engine)}. Ctrl-C stops an answer, Ctrl-D quits, /new starts over.",
         file=err,
         flush=True,
     )
@@ -404,7 +507,7 @@ def command_chat(args: argparse.Namespace, out: TextIO, err: TextIO, read_line: 
 
 
 def _chat_turn(
-    engine: Engine,
+    engine: Backend,
     history: list[Message],
     system: str | None,
     settings: SamplerSettings,
@@ -415,7 +518,6 @@ def _chat_turn(
 ) -> bool:
     """One exchange of the interactive chat; False when the user quits."""
     from assistant.engine.generate import CancelToken
-    from assistant.engine.tasks import run_task
 
     try:
         line = read_line("you> ")
@@ -437,7 +539,7 @@ def _chat_turn(
     out.flush()
     try:
         with cancel_on_interrupt(cancel) as interrupted:
-            stream = run_task(engine, ChatRequest(list(history), system_prompt=system), settings, cancel)
+            stream = run_on(engine, ChatRequest(list(history), system_prompt=system), settings, cancel)
             answer = _write_stream(stream, out)
     except InputError as error:
         history.pop()
@@ -471,8 +573,10 @@ def command_complete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     prefix = _read_context(args.prefix_file)
     suffix = _read_context(args.suffix_file) if args.suffix_file else ""
-    engine = load_engine(args, err)
     request = InlineRequest(mode=args.mode, prefix=prefix, suffix=suffix, language=args.language, pane="cli")
+    if uses_remote(args):
+        return _complete_remote(args, request, out, err)
+    engine = load_engine(args, err)
     settings = INLINE_SETTINGS if args.seed is None else INLINE_SETTINGS.with_changes(seed=args.seed)
     result = EngineSession(engine).completer.suggest(request, settings=settings)
     out.write(result.text)
@@ -490,6 +594,36 @@ def command_complete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         }
         print(json.dumps(stats), file=err, flush=True)
     return EXIT_OK
+
+
+def _complete_remote(args: argparse.Namespace, request: Any, out: TextIO, err: TextIO) -> int:
+    """The suggestion from the server: /v1/completions with suffix, llama.cpp's /infill or the prefix; our rules."""
+    from assistant.engine.generate import CancelToken
+    from assistant.engine.remote import RemoteSession
+
+    session = load_backend(args, err)
+    assert isinstance(session, RemoteSession)
+    cancel = CancelToken()
+    try:
+        with cancel_on_interrupt(cancel) as interrupted:
+            result = session.suggest(request, cancel)
+    finally:
+        session.close()
+    out.write(result.text)
+    out.flush()
+    if args.stats:
+        info = session.describe()
+        stats = {
+            "backend": "remote",
+            "server": info.base_url,
+            "model": info.name,
+            "route": result.details.get("route", ""),
+            "new_tokens": result.new_tokens,
+            "first_text_ms": round(result.first_text_ms, 1),
+            "total_ms": round(result.total_ms, 1),
+        }
+        print(json.dumps(stats), file=err, flush=True)
+    return EXIT_INTERRUPTED if interrupted[0] else EXIT_OK
 
 
 def _serve_options(commands: Any) -> None:
@@ -602,7 +736,14 @@ def _human_bytes(size: int) -> str:
     return f"{value:.1f} GB"
 
 
-def command_models(out: TextIO) -> int:
+def command_models(out: TextIO, args: argparse.Namespace | None = None) -> int:
+    if args is not None and uses_remote(args):
+        from assistant.engine.remote import list_models as server_models
+
+        choice = remote_choice(args)
+        for name in server_models(choice.base_url, choice.api_key, choice.timeout_s):
+            out.write(f"remote      {name}  {choice.base_url}\n")
+        return EXIT_OK
     from assistant.engine.sources import list_models
 
     listings = list_models()
@@ -635,7 +776,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
         if args.command == "chat":
             return command_chat(args, out, err)
         if args.command == "models":
-            return command_models(out)
+            return command_models(out, args)
         if args.command == "complete":
             return command_complete(args, out, err)
         if args.command == "serve":
