@@ -10,8 +10,10 @@ from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import QLabel, QMainWindow, QMenu, QProgressBar, QTabWidget, QWidget
 
 from assistant import __version__
+from assistant.core.errors import PenwrightError
 from assistant.core.recovery import RecoveryStore
 from assistant.core.settings import AppSettings, save_settings
+from assistant.engine.remote import RemoteChoice, RemoteModelInfo, host_of, normalize_base_url
 from assistant.engine.session import ModelChoice, ModelInfo
 from assistant.gui.documents import DocumentController, Prompter
 from assistant.gui.panes.base import Pane
@@ -20,7 +22,7 @@ from assistant.gui.panes.code import CodePane
 from assistant.gui.panes.editor import EditorPane
 from assistant.gui.theme import apply_theme
 from assistant.gui.util import named
-from assistant.gui.worker import AiClient
+from assistant.gui.worker import AiClient, BackendChoice
 
 CODE_FILTER = (
     "Code (*.py *.js *.ts *.tsx *.jsx *.c *.h *.cpp *.hpp *.cc *.rs *.go *.java *.kt *.rb *.php *.cs *.swift "
@@ -300,20 +302,42 @@ class MainWindow(QMainWindow):
 
         dialog = SettingsDialog(self.settings, self)
         if dialog.exec():
-            self.change_settings(dialog.result_settings())
+            self.change_settings(dialog.result_settings(), dialog.api_key_entered())
 
-    def change_settings(self, new: AppSettings) -> None:
-        """Apply and save new settings; a different model loads in the worker while the window stays usable."""
+    def change_settings(self, new: AppSettings, api_key: str | None = None) -> None:
+        """Apply and save new settings; a different model loads in the worker while the window stays usable.
+
+        ``api_key`` (when the user typed one) goes to the key store for the new server, never to the settings file.
+        """
         old_choice = self.model_choice()
         self.settings = new
         self.apply_settings(new)
         self._save_settings()
+        if api_key is not None and new.remote_base_url.strip():
+            from assistant.core.api_keys import default_key_store
+
+            try:
+                server = normalize_base_url(new.remote_base_url)
+            except PenwrightError:
+                server = new.remote_base_url.strip()
+            self.statusBar().showMessage(default_key_store().set(server, api_key), 10000)
         if self.model_choice() != old_choice:
             self.client.load(self.model_choice())
         self.settingsChanged.emit(new)
 
-    def model_choice(self) -> ModelChoice:
-        return ModelChoice(self.settings.model, self.settings.device, self.settings.dtype, self.settings.quantize)
+    def model_choice(self) -> BackendChoice:
+        """The local model to load, or the server to use (with its key from the key store) when that is chosen."""
+        settings = self.settings
+        if settings.backend == "remote":
+            from assistant.core.api_keys import default_key_store
+
+            try:
+                base_url = normalize_base_url(settings.remote_base_url)
+            except PenwrightError:
+                base_url = settings.remote_base_url.strip()  # connecting says what is wrong with it
+            key = default_key_store().get(base_url)
+            return RemoteChoice(base_url, key, settings.remote_model, float(settings.remote_timeout_s))
+        return ModelChoice(settings.model, settings.device, settings.dtype, settings.quantize)
 
     def apply_settings(self, settings: AppSettings) -> None:
         from PySide6.QtWidgets import QApplication
@@ -347,6 +371,12 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(stage)
 
     def _show_model(self, info: ModelInfo) -> None:
+        if isinstance(info, RemoteModelInfo):  # where the model runs, first
+            self.status_model.setText(f"remote: {info.name} at {info.host}")
+            self.status_model.setToolTip(f"{info.name} on the {info.server} server at {info.base_url}")
+            self.statusBar().showMessage(f"Connected to {info.host}: {info.name}.", 5000)
+            return
+        self.status_model.setToolTip("")
         weights = info.weights if info.weights and info.weights != info.dtype else ""
         self.status_model.setText(" · ".join(part for part in (info.name, info.device, weights, info.dtype) if part))
         note = f" {info.note}" if info.note else ""
@@ -354,6 +384,12 @@ class MainWindow(QMainWindow):
 
     def _show_load_failure(self, message: str) -> None:
         self.statusBar().showMessage(message, 15000)
+        if self.client.model_info is None:
+            choice = self.model_choice()
+            if isinstance(choice, RemoteChoice):
+                self.status_model.setText(f"remote: not connected to {host_of(choice.base_url)}")
+            else:
+                self.status_model.setText("No model")
         if self.client.model_info is not None:
             self.prompter.notify("Model not loaded", f"{message}\n\nThe previous model is still in use.")
         else:

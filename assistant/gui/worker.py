@@ -21,15 +21,22 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from assistant.core.errors import PenwrightError
 from assistant.core.settings import SamplerSettings
 from assistant.engine.generate import CancelToken
+from assistant.engine.remote import RemoteChoice
 from assistant.engine.session import ModelChoice, ModelInfo, ModelSession, ProgressCallback
 
 log = logging.getLogger(__name__)
 
 BATCH_SECONDS = 0.04
-SessionFactory = Callable[[ModelChoice, ProgressCallback], ModelSession]
+BackendChoice = ModelChoice | RemoteChoice
+"""A local model to load, or a remote server to connect to."""
+SessionFactory = Callable[[BackendChoice, ProgressCallback], ModelSession]
 
 
-def default_session_factory(choice: ModelChoice, progress: ProgressCallback) -> ModelSession:
+def default_session_factory(choice: BackendChoice, progress: ProgressCallback) -> ModelSession:
+    if isinstance(choice, RemoteChoice):
+        from assistant.engine.remote import open_remote_session
+
+        return open_remote_session(choice, progress)
     from assistant.engine.session import open_session
 
     return open_session(choice, progress)
@@ -41,7 +48,9 @@ class EngineWorker(QObject):
     Signals:
         loadProgress(load_id, stage): a model-loading stage, for the status bar.
         loaded(load_id, ModelInfo): the new model is ready and replaces the old one.
-        loadFailed(load_id, message): the model could not be loaded; the previous one stays in use.
+        loadFailed(load_id, message): the model could not be loaded; the previous one stays in use, except after a
+            remote server failed: then there is no model (``unloaded`` came first), never a silent local one.
+        unloaded(load_id): the previous model was let go of (a remote server was chosen and could not be used).
         chunk(job_id, text): a batch of generated text.
         progress(job_id, stage): a long job's stage ("Summarizing part 2 of 9").
         finished(job_id, stats): the job ended (stats is a dict; finish_reason "cancelled" after Stop).
@@ -52,6 +61,7 @@ class EngineWorker(QObject):
     loadProgress = Signal(int, str)
     loaded = Signal(int, object)
     loadFailed = Signal(int, str)
+    unloaded = Signal(int)
     chunk = Signal(int, str)
     progress = Signal(int, str)
     finished = Signal(int, object)
@@ -65,21 +75,34 @@ class EngineWorker(QObject):
         self._load_error = ""
 
     @Slot(int, object)
-    def load(self, load_id: int, choice: ModelChoice) -> None:
+    def load(self, load_id: int, choice: BackendChoice) -> None:
         try:
             session = self._factory(choice, lambda stage, _fraction: self.loadProgress.emit(load_id, stage))
         except PenwrightError as error:
-            self._load_error = str(error)
-            self.loadFailed.emit(load_id, str(error))
+            self._load_failed(load_id, choice, str(error))
             return
         except Exception as error:  # a bug or a library failure: say so, keep the old model
             log.error("Model load failed:\n%s", traceback.format_exc())
-            self._load_error = f"The model could not be loaded: {error}"
-            self.loadFailed.emit(load_id, self._load_error)
+            self._load_failed(load_id, choice, f"The model could not be loaded: {error}")
             return
+        self._close_session()
         self._session = session
         self._load_error = ""
         self.loaded.emit(load_id, session.describe())
+
+    def _load_failed(self, load_id: int, choice: BackendChoice, message: str) -> None:
+        self._load_error = message
+        if isinstance(choice, RemoteChoice) and self._session is not None:
+            # The writer chose the server: answering with the local model instead would be a silent fall-back.
+            self._close_session()
+            self._session = None
+            self.unloaded.emit(load_id)
+        self.loadFailed.emit(load_id, message)
+
+    def _close_session(self) -> None:
+        close = getattr(self._session, "close", None)  # a remote session's connections
+        if callable(close):
+            close()
 
     @Slot(int, object, object, object)
     def run(self, job_id: int, request: Any, settings: SamplerSettings, cancel: CancelToken) -> None:
@@ -239,6 +262,7 @@ class AiClient(QObject):
         self._worker.loadProgress.connect(self._on_load_progress)
         self._worker.loaded.connect(self._on_loaded)
         self._worker.loadFailed.connect(self._on_load_failed)
+        self._worker.unloaded.connect(self._on_unloaded)
         self._worker.chunk.connect(self._on_chunk)
         self._worker.progress.connect(self._on_progress)
         self._worker.finished.connect(self._on_finished)
@@ -247,7 +271,7 @@ class AiClient(QObject):
 
     # --- requests ------------------------------------------------------------------------------------------
 
-    def load(self, choice: ModelChoice) -> int:
+    def load(self, choice: BackendChoice) -> int:
         load_id = next(self._ids)
         self._pending_loads.add(load_id)
         self._set_state("loading")
@@ -320,6 +344,10 @@ class AiClient(QObject):
         self.model_info = info
         self.modelLoaded.emit(info)
         self._update_idle_state()
+
+    @Slot(int)
+    def _on_unloaded(self, _load_id: int) -> None:
+        self.model_info = None
 
     @Slot(int, str)
     def _on_load_failed(self, load_id: int, message: str) -> None:

@@ -1,9 +1,17 @@
-"""The Settings dialog: model, device, sampling, look and autosave; returns a new AppSettings."""
+"""The Settings dialog: where the model runs, model, device, sampling, look and autosave; returns a new AppSettings.
+
+The API key of a remote server is not part of the settings: :meth:`SettingsDialog.api_key_entered` hands it to the
+window, which keeps it in the system keyring (``core.api_keys``). The server's model list is fetched on a short-lived
+thread with a timeout, so a slow server never freezes the dialog.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import replace
 
+from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -16,6 +24,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPushButton,
     QSpinBox,
@@ -23,6 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from assistant.core.api_keys import NO_KEYRING, KeyStore, default_key_store
+from assistant.core.errors import PenwrightError
 from assistant.core.settings import QUANTIZE_CHOICES, THEMES, AppSettings, SamplerSettings
 from assistant.gui.util import named
 
@@ -35,17 +46,68 @@ QUANTIZE_LABELS = {
     "int8": "8-bit",
     "int4": "4-bit (fastest)",
 }
+BACKEND_LABELS = {"local": "On this computer", "remote": "On a server (OpenAI-compatible API)"}
+
+
+class _ModelListRelay(QObject):
+    """Carries a fetched model list from its thread to the dialog (a queued signal).
+
+    Signals:
+        done(fetch_id, names, error): the server's model ids, or "" names and a sentence saying what failed.
+    """
+
+    done = Signal(int, object, str)
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, settings: AppSettings, parent: QWidget | None = None) -> None:
+    def __init__(self, settings: AppSettings, parent: QWidget | None = None, key_store: KeyStore | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("settingsDialog")
         self.setWindowTitle("Settings")
         self._original = settings
+        self._keys = key_store or default_key_store()
+        self._fetch_id = 0
+        self._relay = _ModelListRelay()
+        self._relay.done.connect(self._models_fetched)
         layout = QVBoxLayout(self)
 
+        backend_box = QGroupBox("Where the model runs")
+        backend_form = QFormLayout(backend_box)
+        self.backend = named(QComboBox(), "settingsBackend")
+        for value, label in BACKEND_LABELS.items():
+            self.backend.addItem(label, value)
+        self.base_url = named(QLineEdit(), "settingsBaseUrl")
+        self.base_url.setPlaceholderText(
+            "http://localhost:8000/v1 (vLLM, llama.cpp, Ollama, LM Studio, penwright serve)"
+        )
+        self.remote_model = named(QComboBox(), "settingsRemoteModel")
+        self.remote_model.setEditable(True)
+        self.remote_model.setToolTip("Empty: the first model the server lists.")
+        self.fetch_models = named(QPushButton("Fetch models"), "settingsFetchModels")
+        self.fetch_models.clicked.connect(self.start_model_fetch)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.remote_model, 1)
+        model_row.addWidget(self.fetch_models)
+        self.api_key = named(QLineEdit(), "settingsApiKey")
+        self.api_key.setEchoMode(QLineEdit.EchoMode.Password)
+        self.remote_timeout = named(QSpinBox(minimum=1, maximum=3600, suffix=" s"), "settingsRemoteTimeout")
+        self.remote_timeout.setToolTip("How long the server may stay silent before Penwright gives up and says so.")
+        self.key_note = named(QLabel(""), "settingsKeyNote")
+        self.key_note.setWordWrap(True)
+        self.remote_status = named(QLabel(""), "settingsRemoteStatus")
+        self.remote_status.setWordWrap(True)
+        backend_form.addRow("Model runs", self.backend)
+        backend_form.addRow("Server address", self.base_url)
+        backend_form.addRow("Server model", model_row)
+        backend_form.addRow("API key", self.api_key)
+        backend_form.addRow("", self.key_note)
+        backend_form.addRow("Give up after", self.remote_timeout)
+        backend_form.addRow("", self.remote_status)
+        self.backend.currentIndexChanged.connect(self._update_backend_fields)
+        layout.addWidget(backend_box)
+
         model_box = QGroupBox("Model")
+        self.model_box = model_box
         model_form = QFormLayout(model_box)
         self.model_kind = named(QComboBox(), "settingsModelKind")
         self.model_kind.addItems(MODEL_KINDS)
@@ -159,6 +221,86 @@ class SettingsDialog(QDialog):
         self.suggest_in_editor.setChecked(settings.suggest_in_editor)
         self.suggest_in_code.setChecked(settings.suggest_in_code)
         self._update_model_fields()
+        self.backend.setCurrentIndex(max(0, self.backend.findData(settings.backend)))
+        self.base_url.setText(settings.remote_base_url)
+        if settings.remote_model:
+            self.remote_model.addItem(settings.remote_model)
+        self.remote_model.setCurrentText(settings.remote_model)
+        self.remote_timeout.setValue(settings.remote_timeout_s)
+        self._show_key_state()
+        self._update_backend_fields()
+        if settings.backend == "remote" and settings.remote_base_url.strip():
+            self.start_model_fetch()
+
+    def _server(self) -> str:
+        """The base URL as the key store files keys under it (normalized when it can be)."""
+        from assistant.engine.remote import normalize_base_url
+
+        text = self.base_url.text().strip()
+        try:
+            return normalize_base_url(text)
+        except PenwrightError:
+            return text
+
+    def _show_key_state(self) -> None:
+        server = self._server()
+        stored = bool(server) and self._keys.stored(server)
+        self.api_key.setPlaceholderText(
+            "(kept; type to replace)" if stored else "none (leave empty if the server needs none)"
+        )
+        self.key_note.setText(
+            "Kept in the system keyring, never in the settings file." if self._keys.keyring_available else NO_KEYRING
+        )
+
+    def _update_backend_fields(self) -> None:
+        remote = self.backend.currentData() == "remote"
+        for widget in (self.base_url, self.remote_model, self.fetch_models, self.api_key, self.remote_timeout):
+            widget.setEnabled(remote)
+        self.model_box.setEnabled(not remote)
+
+    def start_model_fetch(self) -> None:
+        """Ask the server for its models (GET /v1/models) on a short-lived thread; the answer fills the list."""
+        from assistant.engine.remote import LIST_TIMEOUT_S, list_models
+
+        server = self._server()
+        if not server:
+            self.remote_status.setText("Give the server's address first, such as http://localhost:8000/v1.")
+            return
+        key = self.api_key.text().strip() or self._keys.get(server)
+        self._fetch_id += 1
+        fetch_id, relay = self._fetch_id, self._relay
+        self.remote_status.setText(f"Asking {server} for its models…")
+
+        def fetch() -> None:
+            try:
+                names, error = list_models(server, key, LIST_TIMEOUT_S), ""
+            except PenwrightError as failure:
+                names, error = [], str(failure)
+            except Exception as failure:  # a bug or a library failure: still a sentence, never a hang
+                names, error = [], f"Could not ask {server} for its models: {failure}"
+            with contextlib.suppress(RuntimeError):  # the dialog (and its relay) is gone
+                relay.done.emit(fetch_id, names, error)
+
+        threading.Thread(target=fetch, name="penwright-model-list", daemon=True).start()
+
+    @Slot(int, object, str)
+    def _models_fetched(self, fetch_id: int, names: list[str], error: str) -> None:
+        if fetch_id != self._fetch_id:
+            return  # an older request: the address changed since
+        if error:
+            self.remote_status.setText(error)
+            return
+        current = self.remote_model.currentText().strip()
+        self.remote_model.clear()
+        self.remote_model.addItems(names)
+        self.remote_model.setCurrentText(current if current in names else names[0])
+        count = f"{len(names)} models" if len(names) != 1 else "1 model"
+        self.remote_status.setText(f"The server offers {count}.")
+
+    def api_key_entered(self) -> str | None:
+        """The API key the user typed (to keep in the key store), or None when the field was left alone."""
+        key = self.api_key.text().strip()
+        return key or None
 
     def _update_model_fields(self) -> None:
         bundled = self.model_kind.currentIndex() == 0
@@ -196,5 +338,9 @@ class SettingsDialog(QDialog):
             autosave_seconds=self.autosave.value(),
             suggest_in_editor=self.suggest_in_editor.isChecked(),
             suggest_in_code=self.suggest_in_code.isChecked(),
+            backend=str(self.backend.currentData()),
+            remote_base_url=self.base_url.text().strip(),
+            remote_model=self.remote_model.currentText().strip(),
+            remote_timeout_s=self.remote_timeout.value(),
             recent_files=list(self._original.recent_files),
         )
