@@ -166,6 +166,7 @@ class MainWindow(QMainWindow):
         # Listed in the menu; Esc itself arrives through keyPressEvent once no child (find bar, dialog) used it.
         self.stop_action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
         view_menu.addAction(self.stop_action)
+        view_menu.addAction(self.editor_pane.synopsis_action)  # also in the Assist menu; live while the editor shows
 
         self.pane_menus: list[QMenu] = []
         for pane in self.panes:

@@ -5,6 +5,9 @@ One rule keeps the assists predictable: this pane runs at most one model job, an
 running one, so stale text never lands. Continue story writes straight into the document as ONE undo step; every
 other assist writes into the result panel first, and the document changes only on Insert or Accept (again one
 undo step each). Discard never touches the document, its undo stack or its modified flag.
+
+Summarize with nothing selected, on a document of several parts (chapters, scenes), writes a synopsis into its own
+side panel (``synopsis_panel.py``): each part's heading is a link to the part, and the panel stays until closed.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QFont, QKeySequence
+from PySide6.QtGui import QAction, QFont, QKeySequence, QTextCursor
 from PySide6.QtWidgets import (
     QApplication,
     QHBoxLayout,
@@ -25,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from assistant.core.document_parts import Part, split_document
 from assistant.core.prompts import (
     PoemRequest,
     RewriteRequest,
@@ -39,8 +43,9 @@ from assistant.gui.panes.base import Pane
 from assistant.gui.panes.find_bar import FindBar
 from assistant.gui.panes.ghost_text import GhostTextController
 from assistant.gui.preview_panel import PreviewPanel, TrackedRange
-from assistant.gui.qt_text import plain_text_of
+from assistant.gui.qt_text import plain_text_of, utf16_length
 from assistant.gui.streamed_insertion import StreamedInsertion, insert_as_one_step
+from assistant.gui.synopsis_panel import SynopsisPanel, SynopsisReader, locate_part, stage_label
 from assistant.gui.util import named
 from assistant.gui.worker import AiClient
 
@@ -95,6 +100,10 @@ class EditorPane(Pane):
         """What Accept replaces: the selection a rewrite or translation was made from."""
         self._loading_metadata = False
         self._document_length = 1
+        self._synopsis_reader: SynopsisReader | None = None
+        """Reads the running synopsis job's text (None when the job, if any, is another assist)."""
+        self._synopsis_source: str | None = None
+        """The document text the synopsis in the panel was made from (its parts' offsets point into it)."""
 
         self._editor = named(QPlainTextEdit(), "editor")
         self._editor.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
@@ -105,6 +114,7 @@ class EditorPane(Pane):
         self.ghost.message.connect(self._say)
         self.find_bar = FindBar(self._editor, self)
         self.result_panel = PreviewPanel("result", parent=self)
+        self.synopsis_panel = SynopsisPanel(self)
         self._build_story_notes()
         self._build_bottom_bar()
         self._build_layout()
@@ -112,12 +122,15 @@ class EditorPane(Pane):
 
         self._counts_timer = QTimer(self, singleShot=True, interval=COUNT_DELAY_MS)
         self._counts_timer.timeout.connect(self.update_counts)
+        self._counts_timer.timeout.connect(self._check_synopsis_current)
         self._editor.textChanged.connect(self._counts_timer.start)
         self._editor.selectionChanged.connect(self._counts_timer.start)
         self._editor.document().contentsChange.connect(self._on_contents_change)
         self.result_panel.insertRequested.connect(self.insert_result)
         self.result_panel.acceptRequested.connect(self.accept_result)
         self.result_panel.discardRequested.connect(self.discard_result)
+        self.synopsis_panel.partClicked.connect(self.go_to_part)
+        self.synopsis_panel.closeRequested.connect(lambda: self.show_synopsis_panel(False))
         self._jobs.textArrived.connect(self._on_job_text)
         self._jobs.progress.connect(self._on_job_progress)
         self._jobs.finished.connect(self._on_job_finished)
@@ -164,6 +177,7 @@ class EditorPane(Pane):
         side_layout = QVBoxLayout(self.side_panel)
         side_layout.setContentsMargins(0, 0, 0, 0)
         side_layout.addWidget(self.story_notes, 1)
+        side_layout.addWidget(self.synopsis_panel, 2)
         side_layout.addWidget(self.result_panel, 2)
         self.side_panel.hide()
 
@@ -211,6 +225,10 @@ class EditorPane(Pane):
         self.summarize_action = self._action("Summarize", "Ctrl+Shift+M", "Summarize the selection or document")
         self.rewrite_action = self._action("Rewrite…", "Ctrl+Shift+R", "Rewrite the selection")
         self.translate_action = self._action("Translate…", "Ctrl+Shift+T", "Translate the selection")
+        self.synopsis_action = self._action(
+            "Synopsis panel", "Ctrl+Shift+Y", "Show or hide the synopsis of the document", toolbar=False
+        )
+        self.synopsis_action.setCheckable(True)
         self.find_action = self._action("Find…", QKeySequence.StandardKey.Find, "Find text", toolbar=False)
         self.replace_action = self._action("Replace…", "Ctrl+H", "Find and replace text", toolbar=False)
         self.undo_action = self._action("Undo", QKeySequence.StandardKey.Undo, "Undo", toolbar=False)
@@ -222,6 +240,7 @@ class EditorPane(Pane):
         self.continue_action.triggered.connect(self.continue_story)
         self.poem_action.triggered.connect(self.open_poem_dialog)
         self.summarize_action.triggered.connect(self.summarize)
+        self.synopsis_action.toggled.connect(self.show_synopsis_panel)
         self.rewrite_action.triggered.connect(self.open_rewrite_dialog)
         self.translate_action.triggered.connect(self.open_translate_dialog)
         self.find_action.triggered.connect(lambda: self.find_bar.open_bar(with_replace=False))
@@ -253,6 +272,7 @@ class EditorPane(Pane):
             self.summarize_action,
             self.rewrite_action,
             self.translate_action,
+            self.synopsis_action,
             self.ghost.suggest_action,
             self.ghost.auto_action,
             self.find_action,
@@ -331,16 +351,83 @@ class EditorPane(Pane):
         self._start(request)
 
     def summarize(self) -> None:
-        """Summarize the selection, or the whole document when nothing is selected."""
+        """Summarize the selection, or the whole document when nothing is selected.
+
+        A whole document of several parts (chapters, scenes, or the even chunks of a long text) gets a synopsis in
+        its own panel; a selection, or a document of one part, gets one summary in the result panel.
+        """
         cursor = self._editor.textCursor()
-        of_selection = cursor.hasSelection()
-        text = plain_text_of(cursor) if of_selection else self._editor.toPlainText()
+        document = self._editor.toPlainText()
+        of_selection = cursor.hasSelection() and plain_text_of(cursor) != document  # Select All is the document
+        text = plain_text_of(cursor) if of_selection else document
         if not text.strip():
             self._say("There is nothing to summarize yet.")
             return
+        if not of_selection:
+            parts = split_document(document)
+            if len(parts) > 1 and not all(part.is_empty for part in parts):
+                self.summarize_document(document, parts)
+                return
         title = "Summary of the selection" if of_selection else "Summary of the document"
         self.result_panel.begin(title, "Summarizing…", can_accept=False)
         self._start(SummaryRequest(text))
+
+    def summarize_document(self, document: str, parts: list[Part]) -> None:
+        """The synopsis of ``document`` (split into ``parts``), part by part into the synopsis panel.
+
+        It runs as this pane's one job like any assist; Stop keeps the parts already done.
+        """
+        with self._jobs.replacing():
+            self._drop_job()
+            self._story = None
+            self._selection = None
+            self.result_panel.close_panel()  # the synopsis is the answer now: no older result waits beside it
+            self._synopsis_reader = SynopsisReader(parts)
+            self._synopsis_source = document
+            self.synopsis_panel.begin(len(parts))
+            self.show_synopsis_panel(True)
+            self._jobs.start(SummaryRequest(document, form="synopsis"), self.settings.sampler)
+        self._say(f"Summarizing {len(parts)} parts…")
+
+    def show_synopsis_panel(self, shown: bool) -> None:
+        """Open or close the synopsis panel (the menu toggle and the panel's Close button); closing keeps it."""
+        self.synopsis_panel.setVisible(shown)
+        if self.synopsis_action.isChecked() != shown:
+            self.synopsis_action.setChecked(shown)
+        self._sync_side_panel()
+
+    def go_to_part(self, index: int) -> None:
+        """Put the cursor at the start of the synopsis's part ``index`` (its heading), scrolled to the top.
+
+        The part's offset is a Python index into the text the synopsis was made from; Qt counts UTF-16 units (an
+        emoji is two). If the document changed since, the part's heading is found again (``locate_part``); if it
+        cannot be found for sure, nothing moves and the panel says the synopsis is out of date.
+        """
+        parts = self.synopsis_panel.synopsis.parts
+        if self._synopsis_source is None or not 0 <= index < len(parts):
+            return
+        part = parts[index]
+        current = self._editor.toPlainText()
+        offset = locate_part(self._synopsis_source, current, part.start)
+        if offset is None:
+            message = (
+                f"“{part.title}” is not where the synopsis found it: the document changed since. "
+                "Summarize again to update the synopsis."
+            )
+            self.synopsis_panel.set_status(message)
+            self.synopsis_panel.set_stale(True)
+            self._say(message)
+            return
+        position = utf16_length(current[:offset])
+        scroll_bar = self._editor.verticalScrollBar()
+        scroll_bar.setValue(scroll_bar.maximum())  # scrolling up to the cursor puts its line at the top
+        cursor = QTextCursor(self._editor.document())
+        cursor.setPosition(position)
+        self._editor.setTextCursor(cursor)
+        self._editor.ensureCursorVisible()
+        self._editor.setFocus()
+        changed = " (the document changed since the synopsis was made)" if current != self._synopsis_source else ""
+        self._say(f"At “{part.title}”{changed}.")
 
     def open_rewrite_dialog(self) -> None:
         if self._require_selection("rewrite"):
@@ -440,13 +527,18 @@ class EditorPane(Pane):
         was_story = self._story is not None
         self._jobs.discard()
         self._story = None
+        if self._synopsis_reader is not None:
+            self._end_synopsis("stopped", "Stopped for another assist")
         if not was_story and not keep_panel:
             self._selection = None
             self.result_panel.close_panel()
             self._sync_side_panel()
 
     def _on_job_text(self, text: str) -> None:
-        if self._story is not None:
+        if self._synopsis_reader is not None:
+            if self._synopsis_reader.feed(text) or self._synopsis_reader.synopsis.overall:
+                self.synopsis_panel.show_synopsis(self._synopsis_reader.synopsis)
+        elif self._story is not None:
             self._insert_story_text(text)
         else:
             self.result_panel.append(text)
@@ -465,13 +557,19 @@ class EditorPane(Pane):
             self._say("Stopped continuing: the new text was undone.")
 
     def _on_job_progress(self, stage: str) -> None:
-        if self._story is None:
+        if self._synopsis_reader is not None:
+            self.synopsis_panel.set_status(stage_label(stage))
+        elif self._story is None:
             self.result_panel.set_status(stage)
         self._say(stage)
 
     def _on_job_finished(self, stats: dict[str, Any]) -> None:
         """The job ended (the runner says busy False right after, so listeners see the final status)."""
         cancelled = stats.get("finish_reason") == "cancelled"
+        if self._synopsis_reader is not None:
+            self._end_synopsis("stopped" if cancelled else "done")
+            self._say("Stopped." if cancelled else "")
+            return
         was_story, self._story = self._story is not None, None
         if not was_story:
             if not self.result_panel.text.strip():
@@ -485,6 +583,10 @@ class EditorPane(Pane):
         self._say("Stopped." if cancelled else "")
 
     def _on_job_failed(self, message: str) -> None:
+        if self._synopsis_reader is not None:
+            self._end_synopsis("failed", message)
+            self._say(message)
+            return
         was_story, self._story = self._story is not None, None
         if not was_story:
             self.result_panel.finish(message)
@@ -498,6 +600,34 @@ class EditorPane(Pane):
         if everything_removed and self._story is not None:
             self._drop_job()
             self._say("Stopped continuing: the document was replaced.")
+
+    def _end_synopsis(self, how: str, message: str = "Stopped") -> None:
+        """The synopsis job is over (``how``: "done", "stopped" or "failed"): show what it finished and say so.
+
+        Stop, another assist and a failure all keep the parts already done.
+        """
+        reader, self._synopsis_reader = self._synopsis_reader, None
+        assert reader is not None
+        reader.finish()
+        synopsis = reader.synopsis
+        if how == "done" and not synopsis.parts and not synopsis.overall and reader.text.strip():
+            synopsis.overall = reader.text.strip()  # not in the expected form: show the text rather than lose it
+        self.synopsis_panel.show_synopsis(synopsis)
+        done, total = len(synopsis.parts), synopsis.total_parts
+        if how == "failed":
+            status = f"{message} ({done} of {total} parts were done.)"
+        elif how == "stopped":
+            status = f"{message} after {done} of {total} parts."
+        elif synopsis.complete:
+            status = f"Done: {total} parts and the whole."
+        else:
+            status = f"Done: {done} of {total} parts; the summary of the whole is missing."
+        self.synopsis_panel.finish(status)
+
+    def _check_synopsis_current(self) -> None:
+        """Mark the synopsis out of date once the document differs from the text it was made from."""
+        if self._synopsis_source is not None:
+            self.synopsis_panel.set_stale(self._editor.toPlainText() != self._synopsis_source)
 
     # --- helpers -------------------------------------------------------------------------------------------
 
@@ -520,8 +650,9 @@ class EditorPane(Pane):
         self._sync_side_panel()
 
     def _sync_side_panel(self) -> None:
-        """The side column shows only while it has something in it (notes or a result)."""
-        self.side_panel.setVisible(not self.story_notes.isHidden() or not self.result_panel.isHidden())
+        """The side column shows only while it has something in it (notes, the synopsis or a result)."""
+        panels = (self.story_notes, self.synopsis_panel, self.result_panel)
+        self.side_panel.setVisible(any(not panel.isHidden() for panel in panels))
 
     def _on_metadata_edited(self) -> None:
         if not self._loading_metadata:
