@@ -37,7 +37,7 @@ test: setup
 # generic kernels ("default", no SIMD, as on CPUs torch has no vector kernels for): the tests that need no model,
 # since there "auto" measures the quantized kernels slower than full precision and loads the model unquantized.
 CPU_CLASS_TESTS ?= tests/engine/test_quantize.py tests/engine/test_fastpath.py tests/engine/test_streaming.py \
-	tests/engine/test_cpu_capabilities.py tests/test_cli_quantize.py
+	tests/engine/test_cpu_capabilities.py tests/engine/test_native.py tests/test_cli_quantize.py
 CPU_CLASS_PYTEST := HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider
 test-cpu-classes: setup
 	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \

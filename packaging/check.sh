@@ -31,7 +31,11 @@ python3 -m venv "$work/venv"
 profile="$work/profile"
 cd "$work"  # away from the checkout, so only the installed package can answer
 PENWRIGHT_PROFILE="$profile" "$work/venv/bin/penwright" --version
-PENWRIGHT_PROFILE="$profile" HF_HUB_OFFLINE=1 "$work/venv/bin/penwright" --selftest
+PENWRIGHT_PROFILE="$profile" HF_HUB_OFFLINE=1 "$work/venv/bin/penwright" --selftest | tee "$work/selftest.txt"
+# The wheel carries the native int4 step (assistant/engine/_native.c) and it passes its checks on an AVX2 CPU.
+if grep -qw avx2 /proc/cpuinfo && ! grep -q "native int4" "$work/selftest.txt"; then
+    echo "the installed wheel does not decode with the native int4 step"; exit 1
+fi
 XDG_DATA_HOME="$work/xdg" "$work/venv/bin/penwright" --install-desktop-entry >/dev/null
 desktop-file-validate "$work/xdg/applications/io.github.penwright.Penwright.desktop"
 echo "packaging checks passed"

@@ -220,7 +220,7 @@ class PrefixCache:
 class Engine:
     """A loaded model plus everything needed to run prompts on it. Use from one thread at a time."""
 
-    def __init__(self, loaded: LoadedModel, fast_decode: bool = True) -> None:
+    def __init__(self, loaded: LoadedModel, fast_decode: bool = True, native_step: bool = True) -> None:
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.model = loaded.model
@@ -240,7 +240,7 @@ class Engine:
         if fast_decode:
             from assistant.engine.fastpath import FastDecoder
 
-            self._fast = FastDecoder.for_model(self.model)
+            self._fast = FastDecoder.for_model(self.model, native=native_step)
             if self._fast is not None:
                 try:
                     reason = self._fast.verify(self.model)  # also the warm-up of a scripted step
@@ -455,14 +455,19 @@ class Engine:
     def notes(self) -> str:
         """What runs differently from what was asked or from the fastest path, and why, in sentences; or ""."""
         quantization = self.loaded.quantization.note if self.loaded.quantization is not None else ""
-        return " ".join(note for note in (quantization, self.fast_step_note) if note)
+        native = self._fast.native_note if self._fast is not None else ""
+        native_note = f"The native decode step is off, {native}." if "self-check" in native else ""
+        return " ".join(note for note in (quantization, self.fast_step_note, native_note) if note)
 
     @property
     def decode_path(self) -> str:
         """How single tokens are decoded, for people: the --selftest line and bug reports."""
         if self._fast is None:
             return "the model's own forward" + (" (the fast step failed its self-check)" if self.fast_step_note else "")
-        return "fast step (TorchScript)" if self._fast.scripted else "fast step (Python)"
+        if self._fast.native is not None:
+            return "fast step (native int4 kernels)"
+        loop = "fast step (TorchScript)" if self._fast.scripted else "fast step (Python)"
+        return f"{loop}; native step not used: {self._fast.native_note}" if self._fast.native_note else loop
 
     @property
     def fast_decode(self) -> bool:

@@ -56,9 +56,11 @@ def forward_scores(model: Any, ids: list[int], cache: Any) -> torch.Tensor:
     return output.logits[:, -1, :].float()
 
 
-def compare_steps(model: Any, prompt: list[int], steps: list[int], script: bool = True) -> float:
-    """Largest score difference between the fast step and the model's forward, token by token after a prompt."""
-    fast = FastDecoder.for_model(model, script=script)
+def compare_steps(model: Any, prompt: list[int], steps: list[int], script: bool = True, native: bool = False) -> float:
+    """Largest score difference between the fast step and the model's forward, token by token after a prompt.
+
+    The TorchScript step unless ``native``: the native step (test_native.py) rounds activations to int8 by design."""
+    fast = FastDecoder.for_model(model, script=script, native=native)
     assert fast is not None
     assert fast.scripted == script, "TorchScript compiles the layer loop here"
     reference_cache, fast_cache = new_cache(model.config), new_cache(model.config)
@@ -218,7 +220,7 @@ def test_bundled_model_takes_the_fast_step_with_identical_scores(loaded_model: A
 @pytest.mark.slow
 @pytest.mark.parametrize("temperature", [0.0, 0.8])
 def test_engine_text_is_the_same_with_and_without_the_fast_step(loaded_model: Any, temperature: float) -> None:
-    fast, plain = Engine(loaded_model), Engine(loaded_model, fast_decode=False)
+    fast, plain = Engine(loaded_model, native_step=False), Engine(loaded_model, fast_decode=False)
     assert fast.fast_decode and not plain.fast_decode
     settings = SamplerSettings(temperature=temperature, max_new_tokens=48, seed=11)
     prompt = Prompt(text=STORY.read_text(encoding="utf-8")[:400])

@@ -707,7 +707,11 @@ def test_bundled_model_loads_with_int4_weights_by_default(loaded_model: Any) -> 
     attention = model.model.layers[0].self_attn
     assert attention.q_proj.group is attention.k_proj.group is attention.v_proj.group
     assert model.lm_head.group.mode == "int8", "the output head keeps 8 bits"
-    if quantize.bf16_is_fast():
+    from assistant.engine import native
+
+    if native.library()[0] is not None:  # the native int4 step decodes fastest in fp32, bf16 CPU or not
+        assert model.dtype == torch.float32
+    elif quantize.bf16_is_fast():
         assert loaded_model.placement.dtype_name == "bfloat16" and model.dtype == torch.bfloat16
 
 
@@ -744,6 +748,38 @@ def test_quantized_perplexity_stays_within_3_percent_of_full_precision(
         )
     # int4 gives the Q4_1 model back the weights it came with: the change is a fraction of a percent.
     assert abs(perplexity(loaded_model.model, story_ids) / baseline - 1) < 0.01
+
+
+def stepped_perplexity(model: Any, ids: torch.Tensor, native_step: bool) -> float:
+    """The text one token at a time through the fast decode step (native or TorchScript): what decoding computes."""
+    from assistant.engine.fastpath import FastDecoder
+    from assistant.engine.kvcache import new_cache
+
+    fast = FastDecoder.for_model(model, native=native_step)
+    assert fast is not None and (fast.native is not None) == native_step, fast.native_note if fast else ""
+    cache = new_cache(model.config)
+    total = 0.0
+    tokens = ids[0].tolist()
+    with torch.inference_mode():
+        for position in range(len(tokens) - 1):
+            scores = fast.step(tokens[position], cache)
+            total -= float(torch.log_softmax(scores, dim=-1)[0, tokens[position + 1]])
+    return math.exp(total / (len(tokens) - 1))
+
+
+@pytest.mark.slow
+def test_native_step_perplexity_is_within_1_percent_of_full_precision(
+    loaded_model: Any, fp32_model: Any, story_ids: torch.Tensor
+) -> None:
+    """The native step rounds activations to int8 per block of 32 (as llama.cpp does): the text it decodes must
+    still read as the full-precision model reads it. Stepped token by token, as decoding runs."""
+    from assistant.engine import native
+
+    if native.library()[0] is None:
+        pytest.skip(f"no native step here: {native.library()[1]}")
+    baseline = perplexity(fp32_model.model, story_ids)
+    stepped = stepped_perplexity(loaded_model.model, story_ids, native_step=True)
+    assert abs(stepped / baseline - 1) < 0.01, f"native step {stepped:.3f} vs full precision {baseline:.3f}"
 
 
 def fluent(text: str) -> bool:

@@ -1,0 +1,130 @@
+"""The native decode step (assistant/engine/_native.c through native.py): Penwright's own int4 x int8 kernels.
+
+It rounds activations to int8 per block of 32 (as llama.cpp does), so its scores are near the forward's, not equal:
+these tests bound the difference on small random models of every covered family, check that a kernel computing
+something else is never used, that thread counts do not change a result, and that the switches that stand in for
+other CPUs turn it off. The bundled model's perplexity through it is in test_quantize.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from assistant.engine import native
+from assistant.engine.fastpath import NATIVE_STEP_TOLERANCE, FastDecoder
+from assistant.engine.kvcache import new_cache
+from assistant.engine.quantize import quantize_model
+
+from .test_fastpath import compare_steps, forward_scores, tiny_model
+
+available = pytest.mark.skipif(native.library()[0] is None, reason=f"no native step here: {native.library()[1]}")
+
+FAMILIES = [
+    ("llama", {}),
+    ("llama", {"attention_bias": True, "mlp_bias": True}),  # a bias on every projection
+    ("qwen2", {}),  # biases on q, k and v
+    ("mistral", {"sliding_window": None}),
+]
+
+
+def int4_model(model_type: str, **overrides: Any) -> Any:
+    model = tiny_model(model_type, **overrides)
+    quantize_model(model, "int4")
+    return model
+
+
+@available
+@pytest.mark.parametrize(("model_type", "overrides"), FAMILIES)
+def test_native_step_is_near_the_forward_for_every_family(model_type: str, overrides: dict[str, Any]) -> None:
+    model = int4_model(model_type, **overrides)
+    fast = FastDecoder.for_model(model)
+    assert fast is not None and fast.native is not None, fast.native_note if fast else "not covered"
+    assert fast.verify(model) == "" and fast.native is not None, "its load-time probe keeps it"
+    worst = compare_steps(model, [5, 17, 42, 99, 7], [11, 250, 3, 3, 64, 1], native=True)
+    assert 0 < worst < NATIVE_STEP_TOLERANCE / 2, f"{model_type}: {worst}"
+
+
+@available
+def test_native_step_follows_the_cache_past_its_growth() -> None:
+    """Keys and values written at positions beyond the buffers' first capacity (256) are read back right."""
+    model = int4_model("llama", max_position_embeddings=1024)
+    prompt = [(13 * index + 5) % 320 for index in range(250)]
+    assert compare_steps(model, prompt, [7, 8, 9, 10, 11, 12, 13, 14, 15, 16], native=True) < NATIVE_STEP_TOLERANCE
+
+
+@available
+def test_thread_count_does_not_change_the_scores() -> None:
+    model = int4_model("qwen2")
+    fast = FastDecoder.for_model(model)
+    assert fast is not None and fast.native is not None
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            cache = new_cache(model.config)
+            forward_scores(model, [5, 17, 42], cache)
+            with torch.inference_mode():
+                results.append(torch.cat([fast.step(token, cache) for token in (11, 250, 3)]))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(results[0], results[1]) and torch.equal(results[0], results[2])
+
+
+@available
+def test_a_native_kernel_that_computes_something_else_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a kernel fault on some CPU would do: the matrix check catches it and the TorchScript step decodes."""
+    real_pointers = native.Int4Matrix.pointers
+
+    def swapped(self: native.Int4Matrix) -> list[int | None]:
+        codes, step, minimum, bias = real_pointers(self)
+        return [codes, minimum, step, bias]  # steps read as minimums: plausible numbers, wrong products
+
+    monkeypatch.setattr(native.Int4Matrix, "pointers", swapped)
+    model = int4_model("llama")
+    fast = FastDecoder.for_model(model)
+    assert fast is not None and fast.native is None
+    assert "self-check" in fast.native_note and "int4 product is off" in fast.native_note
+    assert fast.verify(model) == "", "the TorchScript step takes over"
+    assert compare_steps(model, [5, 17, 42], [11, 250, 3]) == 0.0
+
+
+@available
+@pytest.mark.slow
+def test_a_native_step_with_a_wrong_layer_loop_is_never_used(
+    loaded_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right matrices, wrong attention (no rotary positions), on the bundled model: the whole-step probe catches it.
+    (Small random models attend almost evenly, so there only the arithmetic is checked.)"""
+    model = loaded_model.model
+    fast = FastDecoder.for_model(model)
+    assert fast is not None and fast.native is not None
+    real_run = fast.native.run
+
+    def unrotated(hidden: Any, cos: Any, sin: Any, *rest: Any) -> Any:
+        return real_run(hidden, torch.ones_like(cos), torch.zeros_like(sin), *rest)
+
+    monkeypatch.setattr(fast.native, "run", unrotated)
+    assert fast.verify(model) == ""
+    assert fast.native is None and "differ from the model's own" in fast.native_note
+
+
+def test_switches_that_stand_in_for_other_cpus_turn_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    loaded, reason = native._load()
+    assert loaded is None and "ATEN_CPU_CAPABILITY=default" in reason
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    monkeypatch.setenv("PENWRIGHT_NATIVE", "0")
+    loaded, reason = native._load()
+    assert loaded is None and "switched off" in reason
+
+
+def test_a_model_without_int4_weights_keeps_the_torchscript_step() -> None:
+    model = tiny_model("llama")
+    quantize_model(model, "int8")
+    fast = FastDecoder.for_model(model)
+    assert fast is not None and fast.native is None
+    assert fast.native_note, "it says why"
