@@ -413,7 +413,8 @@ class MainWindow(QMainWindow):
         QMessageBox.about(
             self,
             "About Penwright",
-            f"Penwright {__version__}\nA private, offline writing assistant. Your words never leave this computer.",
+            f"Penwright {__version__}\nA private, offline writing assistant. Your words never leave this computer, "
+            "unless you choose a server in Settings (Where the model runs).",
         )
 
     # --- closing -------------------------------------------------------------------------------------------
