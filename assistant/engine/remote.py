@@ -272,6 +272,12 @@ class RemoteClient:
                 f"The server at {self.base_url} refused the API key ({status} {reason}{said}). "
                 "Check the key in Settings, --api-key or PENWRIGHT_API_KEY."
             )
+        elif status == 404 and what.endswith(f"{self.base_url}/completions"):
+            sentence = (
+                f"The server at {self.base_url} does not continue plain text (404 for {what}{said}); stories and "
+                "inline suggestions need /v1/completions, which chat-only servers and models lack. Serve a model "
+                "that offers it (vLLM, llama.cpp, Ollama and penwright serve do), or use chat."
+            )
         elif status == 404:
             sentence = (
                 f"The server at {self.base_url} has no {what.split(' ', 1)[-1]} (404{said}). "

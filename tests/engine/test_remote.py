@@ -68,6 +68,7 @@ class OtherServer:
     pieces: list[str] = field(default_factory=list)
     refuse_suffix: bool = False
     llama_props: bool = False
+    chat_only: bool = False
     seen: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     url: str = ""
 
@@ -96,6 +97,9 @@ def _handler(api: OtherServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             api.seen.append((self.path, body))
+            if self.path == "/v1/completions" and api.chat_only:
+                self._json(404, {"error": {"message": "This is a chat model and not supported in v1/completions."}})
+                return
             if self.path == "/v1/completions" and api.refuse_suffix and "suffix" in body:
                 self._json(400, {"error": {"message": "suffix is not currently supported", "code": 400}})
                 return
@@ -382,4 +386,16 @@ def test_chat_on_another_server_streams_the_deltas(other_server: OtherServer) ->
     assert path == "/v1/chat/completions" and body["model"] == "big-model" and body["stream"] is True
     assert body["max_tokens"] == 5 and body["seed"] == 1 and "top_k" not in body
     assert stream.stats.new_tokens == 3, "no usage from this server: one token a chunk"
+    remote.close()
+
+
+def test_a_chat_only_server_says_why_a_story_cannot_run(other_server: OtherServer) -> None:
+    other_server.owned_by = "openai"
+    other_server.chat_only = True
+    remote = open_remote_session(RemoteChoice(other_server.url))
+    with pytest.raises(ModelError) as caught:
+        remote.run(StoryRequest("Once upon a time"), SHORT, CancelToken()).text()
+    message = str(caught.value)
+    assert f"The server at {other_server.url} does not continue plain text" in message
+    assert "This is a chat model" in message
     remote.close()
