@@ -249,7 +249,10 @@ def test_selftest_writes_words_and_shows_where_files_live(cli_env) -> None:
     for label in ("config:", "data:", "cache:", "recovery:", "decoding:", "wrote:", "selftest ok"):
         assert label in result.stdout
     assert cli_env["PENWRIGHT_PROFILE"] in result.stdout
-    assert "decoding:    fast step (TorchScript)" in result.stdout, "the bundled model takes the fast step"
+    from assistant.engine import native
+
+    step = "native int4 kernels" if native.library()[0] is not None else "TorchScript"
+    assert f"decoding:    fast step ({step})" in result.stdout, "the bundled model takes the fast step"
 
 
 def test_selftest_fails_clearly_without_a_model(cli_env, tmp_path: Path) -> None:
