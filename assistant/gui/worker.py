@@ -4,13 +4,15 @@ Requests go in through queued signals and carry ids; results come back as signal
 UI-side :class:`AiClient` drops results of jobs that were discarded (a newer request replaced them). Stop never
 travels as a queued signal (it would wait behind the running generation): the UI thread sets the job's
 :class:`CancelToken` directly and the generation ends within one token. Text reaches the UI in batches, at most
-one signal every ``BATCH_SECONDS``, so long answers never flood the event loop with repaints.
+one signal every ``BATCH_SECONDS``, so long answers never flood the event loop with repaints, and no piece waits
+longer than that: text held back for the interval goes out when it ends, even while the model is busy.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -27,6 +29,56 @@ from assistant.engine.session import ModelChoice, ModelInfo, ModelSession, Progr
 log = logging.getLogger(__name__)
 
 BATCH_SECONDS = 0.04
+
+
+class _TextBatcher:
+    """Hands text on at most once per ``BATCH_SECONDS`` and never holds it longer.
+
+    The worker thread is inside the model's generator between pieces, so it cannot flush on a timer of its own: a
+    piece that came too soon after the last batch would otherwise wait for the next piece, which can be seconds away
+    (the next part of a synopsis, a long prefill). A short-lived timer thread sends it when the interval ends;
+    emitting a queued signal from it is safe, and the lock keeps the pieces in order.
+    """
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self._emit = emit
+        self._lock = threading.Lock()
+        self._buffer: list[str] = []
+        self._last_sent = -BATCH_SECONDS
+        self._timer: threading.Timer | None = None
+
+    def add(self, piece: str) -> None:
+        with self._lock:
+            self._buffer.append(piece)
+            wait = BATCH_SECONDS - (time.perf_counter() - self._last_sent)
+            if wait <= 0:
+                self._send()
+            elif self._timer is None:
+                self._timer = threading.Timer(wait, self._when_due)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def close(self) -> None:
+        """Send what is held now (before ``finished`` or ``failed``) and stop the timer."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._send()
+
+    def _when_due(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._send()
+
+    def _send(self) -> None:
+        if self._buffer:
+            text = "".join(self._buffer)
+            self._buffer.clear()
+            self._last_sent = time.perf_counter()
+            self._emit(text)
+
+
 BackendChoice = ModelChoice | RemoteChoice
 """A local model to load, or a remote server to connect to."""
 SessionFactory = Callable[[BackendChoice, ProgressCallback], ModelSession]
@@ -113,27 +165,20 @@ class EngineWorker(QObject):
             reason = self._load_error or "The model is not loaded."
             self.failed.emit(job_id, f"{reason} Choose another model in Settings.")
             return
-        buffer: list[str] = []
-        last_emit = time.perf_counter()
+        batcher = _TextBatcher(lambda text: self.chunk.emit(job_id, text))
         try:
             stream = self._session.run(
                 request, settings, cancel, lambda stage, _fraction: self.progress.emit(job_id, stage)
             )
             for piece in stream:
-                buffer.append(piece)
-                now = time.perf_counter()
-                if now - last_emit >= BATCH_SECONDS:
-                    self.chunk.emit(job_id, "".join(buffer))
-                    buffer.clear()
-                    last_emit = now
-            if buffer:
-                self.chunk.emit(job_id, "".join(buffer))
+                batcher.add(piece)
+            batcher.close()
             self.finished.emit(job_id, stream.stats.to_dict())
         except PenwrightError as error:
-            if buffer:
-                self.chunk.emit(job_id, "".join(buffer))
+            batcher.close()
             self.failed.emit(job_id, str(error))
         except Exception as error:
+            batcher.close()
             log.error("Generation failed:\n%s", traceback.format_exc())
             self.failed.emit(job_id, f"Something went wrong while writing: {error}")
 

@@ -90,3 +90,30 @@ def test_real_model_streams_through_the_worker(qtbot, real_client) -> None:
         pass
     assert job.text.strip()
     assert finished.args[0]["new_tokens"] >= 1
+
+
+def test_text_held_back_for_the_batch_interval_is_not_held_longer(qtbot, fake_client, fake_session) -> None:
+    """A piece that comes right after a batch goes out when the interval ends, not with the next piece, which can be
+    seconds away (the next part of a synopsis, a long prefill)."""
+    from assistant.engine.generate import GenerationStats, TextStream
+
+    model_busy = threading.Event()
+
+    def run(request, settings, cancel, progress=None) -> TextStream:
+        def pieces():
+            yield "first "
+            yield "second "  # within the batch interval of "first": held back for it
+            model_busy.wait(5)  # the model works on something else meanwhile
+            yield "third"
+
+        return TextStream(pieces(), GenerationStats(prompt_tokens=3))
+
+    fake_session.run = run  # type: ignore[method-assign]
+    job = fake_client.start(StoryRequest("Once"), SETTINGS)
+    chunks: list[str] = []
+    job.chunk.connect(chunks.append)
+    qtbot.waitUntil(lambda: "".join(chunks) == "first second ", timeout=1000)
+    model_busy.set()
+    with qtbot.waitSignal(job.finished, timeout=5000):
+        pass
+    assert "".join(chunks) == "first second third" == job.text
