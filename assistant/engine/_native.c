@@ -39,83 +39,120 @@ int pw_version(void) { return PW_VERSION; }
 
 #if PW_X86
 
+/* Whether the integer products use AVX-512 VNNI (set by pw_available where the CPU has it; pw_use_vnni for tests). */
+static int pw_vnni = 0;
+
 int pw_available(void) {
   __builtin_cpu_init();
+  pw_vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
 
-/* ---- thread pool ----------------------------------------------------------------------------------------------
-   Workers spin briefly on a generation counter (a decode step hands out ~150 small tasks in a row), then sleep on a
-   condition variable, so an idle app costs nothing. The caller takes share 0 itself. */
+/* 1: VNNI where the CPU has it, 0: AVX2 only; returns the choice in force (tests compare the two). */
+int pw_use_vnni(int wanted) {
+  __builtin_cpu_init();
+  pw_vnni = wanted && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
+  return pw_vnni;
+}
 
-typedef void (*pw_task)(void *context, int share, int shares);
+/* ---- thread pool ----------------------------------------------------------------------------------------------
+   A task is cut into chunks (64 rows of a matrix, one attention head) that the caller and the workers claim one at a
+   time, so a worker the OS has not scheduled (a busy machine) never holds a step up: the others take its chunks,
+   and the caller only ever waits for a chunk already in hand. A claim carries the task's generation, so a worker
+   that wakes late cannot take a chunk of a newer task with the older task's function. Workers spin briefly on the
+   generation (a decode step hands out ~150 tasks in a row), yielding now and then, then sleep on a condition
+   variable, so an idle app costs nothing. */
+
+typedef void (*pw_task)(void *context, int chunk);
 
 #define PW_MAX_THREADS 64
 #define PW_SPINS 20000
 
 static struct {
-  int started;
   int workers;
   pthread_t threads[PW_MAX_THREADS];
-  atomic_int generation;
-  atomic_int pending;
-  pw_task task;
-  void *context;
-  int shares;
+  atomic_uint generation;   /* published after the fields below */
+  _Atomic uint64_t claims;  /* generation << 32 | the next chunk to claim */
+  atomic_int done;          /* chunks finished in this generation */
+  atomic_int sleepers;
+  _Atomic(pw_task) task;
+  _Atomic(void *) context;
+  atomic_int chunks, participants;
   pthread_mutex_t lock;
   pthread_cond_t wake;
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
+static void pool_claim(unsigned generation, pw_task task, void *context, int chunks) {
+  for (;;) {
+    uint64_t claims = atomic_load(&pool.claims);
+    if ((unsigned)(claims >> 32) != generation || (int)(uint32_t)claims >= chunks) return;
+    if (atomic_compare_exchange_weak(&pool.claims, &claims, claims + 1)) {
+      task(context, (int)(uint32_t)claims);
+      atomic_fetch_add(&pool.done, 1);
+    }
+  }
+}
+
 static void *pool_worker(void *argument) {
-  int share = (int)(intptr_t)argument;
-  int seen = 0;
+  int index = (int)(intptr_t)argument;
+  unsigned seen = 0;
   for (;;) {
     int spins = 0;
-    while (atomic_load_explicit(&pool.generation, memory_order_acquire) == seen) {
+    while (atomic_load(&pool.generation) == seen) {
       if (++spins < PW_SPINS) {
-        _mm_pause();
+        if (spins % 256 == 0) sched_yield(); /* let a busy machine's other work in */
+        else _mm_pause();
         continue;
       }
       pthread_mutex_lock(&pool.lock);
-      while (atomic_load_explicit(&pool.generation, memory_order_acquire) == seen)
-        pthread_cond_wait(&pool.wake, &pool.lock);
+      atomic_fetch_add(&pool.sleepers, 1);
+      while (atomic_load(&pool.generation) == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+      atomic_fetch_sub(&pool.sleepers, 1);
       pthread_mutex_unlock(&pool.lock);
     }
-    seen = atomic_load_explicit(&pool.generation, memory_order_acquire);
-    if (share < pool.shares) pool.task(pool.context, share, pool.shares);
-    atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_acq_rel);
+    seen = atomic_load(&pool.generation);
+    if (index < atomic_load(&pool.participants))
+      pool_claim(seen, atomic_load(&pool.task), atomic_load(&pool.context), atomic_load(&pool.chunks));
   }
   return 0;
 }
 
-/* Workers for up to `threads` shares in all (the caller is one); returns how many shares can run. */
+/* Workers for up to `threads` threads in all (the caller is one); returns how many can take part. */
 static int pool_start(int threads) {
   if (threads > PW_MAX_THREADS) threads = PW_MAX_THREADS;
   if (threads < 1) threads = 1;
   while (pool.workers + 1 < threads) {
-    int share = pool.workers + 1;
-    if (pthread_create(&pool.threads[pool.workers], 0, pool_worker, (void *)(intptr_t)share) != 0) break;
+    int index = pool.workers + 1;
+    if (pthread_create(&pool.threads[pool.workers], 0, pool_worker, (void *)(intptr_t)index) != 0) break;
     pthread_detach(pool.threads[pool.workers]);
     pool.workers++;
   }
   return pool.workers + 1 < threads ? pool.workers + 1 : threads;
 }
 
-static void pool_run(pw_task task, void *context, int shares) {
-  if (shares <= 1) {
-    task(context, 0, 1);
+static void pool_run(pw_task task, void *context, int chunks, int threads) {
+  static unsigned generation = 0;
+  if (threads <= 1 || chunks <= 1) {
+    for (int chunk = 0; chunk < chunks; chunk++) task(context, chunk);
     return;
   }
-  pool.task = task;
-  pool.context = context;
-  pool.shares = shares;
-  atomic_store_explicit(&pool.pending, pool.workers, memory_order_release);
-  pthread_mutex_lock(&pool.lock);
-  atomic_fetch_add_explicit(&pool.generation, 1, memory_order_acq_rel);
-  pthread_cond_broadcast(&pool.wake);
-  pthread_mutex_unlock(&pool.lock);
-  task(context, 0, shares);
-  while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) _mm_pause();
+  generation++;
+  atomic_store(&pool.task, task);
+  atomic_store(&pool.context, context);
+  atomic_store(&pool.chunks, chunks);
+  atomic_store(&pool.participants, threads);
+  atomic_store(&pool.done, 0);
+  atomic_store(&pool.claims, (uint64_t)generation << 32);
+  atomic_store(&pool.generation, generation);
+  if (atomic_load(&pool.sleepers) > 0) {
+    pthread_mutex_lock(&pool.lock);
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+  }
+  pool_claim(generation, task, context, chunks);
+  for (int spins = 0; atomic_load(&pool.done) < chunks;) /* only chunks a worker has in hand are left */
+    if (++spins % 64 == 0) sched_yield();
+    else _mm_pause();
 }
 
 /* ---- activations as int8 blocks of 32 ------------------------------------------------------------------------
@@ -174,75 +211,86 @@ typedef struct {
   int accumulate; /* out += product instead of out = product */
 } pw_q4_job;
 
-PW_AVX2 static void q4_rows(const pw_q4_matrix *m, const pw_q8 *a, float *out, int accumulate, int first, int last) {
-  const int blocks = m->columns / 32;
-  const __m256i mask = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
-  int r = first;
-  for (; r + 1 < last; r += 2) { /* two rows per pass share the activation loads */
-    const uint8_t *c0 = m->codes + (size_t)r * m->columns / 2, *c1 = c0 + m->columns / 2;
-    const float *s0 = m->step + (size_t)r * blocks, *s1 = s0 + blocks;
-    const float *l0 = m->minimum + (size_t)r * blocks, *l1 = l0 + blocks;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    float low0 = 0, low1 = 0;
-    for (int b = 0; b < blocks; b++) {
-      __m256i act = _mm256_loadu_si256((const __m256i *)(a->values + b * 32));
-      __m128i raw0 = _mm_loadu_si128((const __m128i *)(c0 + b * 16));
-      __m128i raw1 = _mm_loadu_si128((const __m128i *)(c1 + b * 16));
-      __m256i w0 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw0, 4), raw0), mask);
-      __m256i w1 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw1, 4), raw1), mask);
-      __m256 p0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(w0, act), ones));
-      __m256 p1 = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(w1, act), ones));
-      float d = a->step[b], sum = a->sum[b];
-      acc0 = _mm256_fmadd_ps(_mm256_set1_ps(s0[b] * d), p0, acc0);
-      acc1 = _mm256_fmadd_ps(_mm256_set1_ps(s1[b] * d), p1, acc1);
-      low0 += l0[b] * sum;
-      low1 += l1[b] * sum;
-    }
-    float v0 = horizontal_sum(acc0) + low0, v1 = horizontal_sum(acc1) + low1;
-    if (m->bias) {
-      v0 += m->bias[r];
-      v1 += m->bias[r + 1];
-    }
-    if (accumulate) {
-      out[r] += v0;
-      out[r + 1] += v1;
-    } else {
-      out[r] = v0;
-      out[r + 1] = v1;
-    }
-  }
-  for (; r < last; r++) {
-    const uint8_t *c = m->codes + (size_t)r * m->columns / 2;
-    const float *s = m->step + (size_t)r * blocks, *l = m->minimum + (size_t)r * blocks;
-    __m256 acc = _mm256_setzero_ps();
-    float low = 0;
-    for (int b = 0; b < blocks; b++) {
-      __m256i act = _mm256_loadu_si256((const __m256i *)(a->values + b * 32));
-      __m128i raw = _mm_loadu_si128((const __m128i *)(c + b * 16));
-      __m256i w = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), mask);
-      __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(w, act), ones));
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(s[b] * a->step[b]), p, acc);
-      low += l[b] * a->sum[b];
-    }
-    float v = horizontal_sum(acc) + low + (m->bias ? m->bias[r] : 0.f);
-    out[r] = accumulate ? out[r] + v : v;
-  }
+#define PW_DOT_AVX2(w, a) _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), ones)
+#define PW_DOT_VNNI(w, a) _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a)
+#define PW_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512vnni,avx512vl")))
+
+/* Each kernel is written once and compiled for two instruction sets: AVX2 (maddubs, then madd to 32 bits) and
+   AVX-512 VNNI (vpdpbusd does both in one instruction). Both give exactly the same integer sums. Two rows per pass
+   share the activation loads. */
+#define PW_Q4_ROWS(NAME, TARGET, DOT4) \
+TARGET static void NAME(const pw_q4_matrix *m, const pw_q8 *a, float *out, int accumulate, int first, int last) { \
+  const int blocks = m->columns / 32; \
+  const __m256i mask = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1); \
+  (void)ones; \
+  int r = first; \
+  for (; r + 1 < last; r += 2) {  \
+    const uint8_t *c0 = m->codes + (size_t)r * m->columns / 2, *c1 = c0 + m->columns / 2; \
+    const float *s0 = m->step + (size_t)r * blocks, *s1 = s0 + blocks; \
+    const float *l0 = m->minimum + (size_t)r * blocks, *l1 = l0 + blocks; \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(); \
+    float low0 = 0, low1 = 0; \
+    for (int b = 0; b < blocks; b++) { \
+      __m256i act = _mm256_loadu_si256((const __m256i *)(a->values + b * 32)); \
+      __m128i raw0 = _mm_loadu_si128((const __m128i *)(c0 + b * 16)); \
+      __m128i raw1 = _mm_loadu_si128((const __m128i *)(c1 + b * 16)); \
+      __m256i w0 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw0, 4), raw0), mask); \
+      __m256i w1 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw1, 4), raw1), mask); \
+      __m256 p0 = _mm256_cvtepi32_ps(DOT4(w0, act)); \
+      __m256 p1 = _mm256_cvtepi32_ps(DOT4(w1, act)); \
+      float d = a->step[b], sum = a->sum[b]; \
+      acc0 = _mm256_fmadd_ps(_mm256_set1_ps(s0[b] * d), p0, acc0); \
+      acc1 = _mm256_fmadd_ps(_mm256_set1_ps(s1[b] * d), p1, acc1); \
+      low0 += l0[b] * sum; \
+      low1 += l1[b] * sum; \
+    } \
+    float v0 = horizontal_sum(acc0) + low0, v1 = horizontal_sum(acc1) + low1; \
+    if (m->bias) { \
+      v0 += m->bias[r]; \
+      v1 += m->bias[r + 1]; \
+    } \
+    if (accumulate) { \
+      out[r] += v0; \
+      out[r + 1] += v1; \
+    } else { \
+      out[r] = v0; \
+      out[r + 1] = v1; \
+    } \
+  } \
+  for (; r < last; r++) { \
+    const uint8_t *c = m->codes + (size_t)r * m->columns / 2; \
+    const float *s = m->step + (size_t)r * blocks, *l = m->minimum + (size_t)r * blocks; \
+    __m256 acc = _mm256_setzero_ps(); \
+    float low = 0; \
+    for (int b = 0; b < blocks; b++) { \
+      __m256i act = _mm256_loadu_si256((const __m256i *)(a->values + b * 32)); \
+      __m128i raw = _mm_loadu_si128((const __m128i *)(c + b * 16)); \
+      __m256i w = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), mask); \
+      __m256 p = _mm256_cvtepi32_ps(DOT4(w, act)); \
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(s[b] * a->step[b]), p, acc); \
+      low += l[b] * a->sum[b]; \
+    } \
+    float v = horizontal_sum(acc) + low + (m->bias ? m->bias[r] : 0.f); \
+    out[r] = accumulate ? out[r] + v : v; \
+  } \
 }
 
-static void split(int count, int share, int shares, int *first, int *last) {
-  /* contiguous, even-sized ranges (whole pairs of rows) */
-  int pairs = (count + 1) / 2;
-  *first = 2 * (int)((long)pairs * share / shares);
-  *last = 2 * (int)((long)pairs * (share + 1) / shares);
-  if (*last > count) *last = count;
-  if (*first > count) *first = count;
-}
+PW_Q4_ROWS(q4_rows_avx2, PW_AVX2, PW_DOT_AVX2)
+PW_Q4_ROWS(q4_rows_vnni, PW_VNNI, PW_DOT_VNNI)
 
-static void q4_task(void *context, int share, int shares) {
+#define PW_ROWS_PER_CHUNK 64  /* even: the kernels take rows in pairs */
+#define PW_HEAD_ROWS_PER_CHUNK 512
+
+static int chunk_count(int rows, int per_chunk) { return (rows + per_chunk - 1) / per_chunk; }
+
+static void q4_task(void *context, int chunk) {
   pw_q4_job *job = context;
-  int first, last;
-  split(job->matrix->rows, share, shares, &first, &last);
-  if (first < last) q4_rows(job->matrix, job->input, job->out, job->accumulate, first, last);
+  int first = chunk * PW_ROWS_PER_CHUNK, last = first + PW_ROWS_PER_CHUNK;
+  if (last > job->matrix->rows) last = job->matrix->rows;
+  if (pw_vnni)
+    q4_rows_vnni(job->matrix, job->input, job->out, job->accumulate, first, last);
+  else
+    q4_rows_avx2(job->matrix, job->input, job->out, job->accumulate, first, last);
 }
 
 /* ---- int8 weights (one step per row) x int8 activations: the output head ------------------------------------- */
@@ -255,29 +303,36 @@ typedef struct {
   float *out;
 } pw_q8_job;
 
-PW_AVX2 static void q8_rows(const pw_q8_job *job, int first, int last) {
-  const int blocks = job->columns / 32;
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (int r = first; r < last; r++) {
-    const int8_t *w = job->codes + (size_t)r * job->columns;
-    __m256 acc = _mm256_setzero_ps();
-    for (int b = 0; b < blocks; b++) {
-      __m256i weights = _mm256_loadu_si256((const __m256i *)(w + b * 32));
-      __m256i act = _mm256_loadu_si256((const __m256i *)(job->input->values + b * 32));
-      /* signed x signed through maddubs: |w| x (a with w's sign); weights are within -127..127 */
-      __m256i product = _mm256_maddubs_epi16(_mm256_sign_epi8(weights, weights), _mm256_sign_epi8(act, weights));
-      __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(product, ones));
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(job->input->step[b]), p, acc);
-    }
-    job->out[r] = horizontal_sum(acc) * job->step[r];
-  }
+/* signed x signed through an unsigned x signed product: |w| x (a with w's sign); weights are within -127..127 */
+#define PW_Q8_ROWS(NAME, TARGET, DOT4) \
+TARGET static void NAME(const pw_q8_job *job, int first, int last) { \
+  const int blocks = job->columns / 32; \
+  const __m256i ones = _mm256_set1_epi16(1); \
+  (void)ones; \
+  for (int r = first; r < last; r++) { \
+    const int8_t *w = job->codes + (size_t)r * job->columns; \
+    __m256 acc = _mm256_setzero_ps(); \
+    for (int b = 0; b < blocks; b++) { \
+      __m256i weights = _mm256_loadu_si256((const __m256i *)(w + b * 32)); \
+      __m256i act = _mm256_loadu_si256((const __m256i *)(job->input->values + b * 32)); \
+      __m256 p = _mm256_cvtepi32_ps(DOT4(_mm256_sign_epi8(weights, weights), _mm256_sign_epi8(act, weights))); \
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(job->input->step[b]), p, acc); \
+    } \
+    job->out[r] = horizontal_sum(acc) * job->step[r]; \
+  } \
 }
 
-static void q8_task(void *context, int share, int shares) {
+PW_Q8_ROWS(q8_rows_avx2, PW_AVX2, PW_DOT_AVX2)
+PW_Q8_ROWS(q8_rows_vnni, PW_VNNI, PW_DOT_VNNI)
+
+static void q8_task(void *context, int chunk) {
   pw_q8_job *job = context;
-  int first, last;
-  split(job->rows, share, shares, &first, &last);
-  if (first < last) q8_rows(job, first, last);
+  int first = chunk * PW_HEAD_ROWS_PER_CHUNK, last = first + PW_HEAD_ROWS_PER_CHUNK;
+  if (last > job->rows) last = job->rows;
+  if (pw_vnni)
+    q8_rows_vnni(job, first, last);
+  else
+    q8_rows_avx2(job, first, last);
 }
 
 /* ---- attention over the KV cache --------------------------------------------------------------------------------
@@ -312,10 +367,10 @@ PW_AVX2 static void add_scaled(float *out, const float *x, float scale, int n) {
   for (; i < n; i++) out[i] += scale * x[i];
 }
 
-static void attention_task(void *context, int share, int shares) {
+static void attention_task(void *context, int h) {
   pw_attention_job *job = context;
   int group = job->heads / job->kv_heads;
-  for (int h = share; h < job->heads; h += shares) {
+  {
     const float *q = job->query + (size_t)h * job->head_dim;
     const float *keys = job->keys + (size_t)(h / group) * job->capacity * job->head_dim;
     const float *values = job->values + (size_t)(h / group) * job->capacity * job->head_dim;
@@ -440,7 +495,7 @@ pw_model *pw_model_new(int layers, int hidden, int heads, int kv_heads, int head
 
 static void run_q4(pw_q4_matrix *matrix, pw_q8 *input, float *out, int accumulate, int shares) {
   pw_q4_job job = {matrix, input, out, accumulate};
-  pool_run(q4_task, &job, shares);
+  pool_run(q4_task, &job, chunk_count(matrix->rows, PW_ROWS_PER_CHUNK), shares);
 }
 
 /* One token: `hidden` (the token's embedding, overwritten) goes through every layer; its keys and values land at
@@ -472,7 +527,7 @@ int pw_step(pw_model *m, float *hidden, const float *cos_table, const float *sin
     }
     pw_attention_job attention = {m->qkv,   key_buffers[l], value_buffers[l], m->attended, m->scores, m->heads,
                                   m->kv_heads, hd,             tokens,           capacities[l], m->scaling};
-    pool_run(attention_task, &attention, shares);
+    pool_run(attention_task, &attention, m->heads, shares);
     quantize_q8(m->attended, query_width, &m->q8, 1);
     run_q4(&matrices[1], &m->q8, hidden, 1, shares);
     rms_norm(hidden, m->post_norms[l], m->hidden, m->eps, m->normed);
@@ -492,7 +547,7 @@ int pw_step(pw_model *m, float *hidden, const float *cos_table, const float *sin
   }
   quantize_q8(m->normed, m->hidden, &m->q8, 0);
   pw_q8_job head = {m->head_codes, m->head_step, m->vocabulary, m->hidden, &m->q8, out};
-  pool_run(q8_task, &head, shares);
+  pool_run(q8_task, &head, chunk_count(m->vocabulary, PW_HEAD_ROWS_PER_CHUNK), shares);
   return 0;
 }
 
@@ -524,7 +579,7 @@ int pw_q8_product(const int8_t *codes, const float *step, int rows, int columns,
   }
   quantize_q8(x, columns, &q8, 0);
   pw_q8_job job = {codes, step, rows, columns, &q8, out};
-  pool_run(q8_task, &job, pool_start(threads));
+  pool_run(q8_task, &job, chunk_count(rows, PW_HEAD_ROWS_PER_CHUNK), pool_start(threads));
   free(q8.values), free(q8.step), free(q8.sum);
   return 0;
 }
@@ -532,6 +587,7 @@ int pw_q8_product(const int8_t *codes, const float *step, int rows, int columns,
 #else /* not x86-64 with GCC or Clang: the library loads, says it cannot run, and torch's kernels are used */
 
 int pw_available(void) { return 0; }
+int pw_use_vnni(int wanted) { (void)wanted; return 0; }
 void *pw_model_new(void) { return 0; }
 void pw_model_free(void *m) { (void)m; }
 int pw_step(void) { return -1; }

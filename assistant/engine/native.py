@@ -91,6 +91,15 @@ def _declare(loaded: ctypes.CDLL) -> None:
     loaded.pw_q4_product.argtypes = [pointer] * 4 + [integer, integer, pointer, pointer, integer]
     loaded.pw_q8_product.restype = integer
     loaded.pw_q8_product.argtypes = [pointer, pointer, integer, integer, pointer, pointer, integer]
+    loaded.pw_use_vnni.restype = integer
+    loaded.pw_use_vnni.argtypes = [integer]
+
+
+def use_vnni(wanted: bool) -> bool:
+    """Whether the integer products use AVX-512 VNNI (one instruction for AVX2's two, the same sums); it is chosen
+    where the CPU has it. Returns the choice in force; for tests and benchmarks."""
+    loaded = library()[0]
+    return bool(loaded is not None and loaded.pw_use_vnni(int(wanted)))
 
 
 def _address(tensor: torch.Tensor | None) -> int | None:

@@ -128,3 +128,24 @@ def test_a_model_without_int4_weights_keeps_the_torchscript_step() -> None:
     fast = FastDecoder.for_model(model)
     assert fast is not None and fast.native is None
     assert fast.native_note == "", "not a fault: nothing to report"
+
+
+@available
+def test_vnni_and_avx2_products_give_the_same_scores() -> None:
+    """The VNNI kernels (one instruction where AVX2 takes two) must compute the very same integer sums."""
+    if not native.use_vnni(True):
+        pytest.skip("this CPU has no AVX-512 VNNI")
+    model = int4_model("llama")
+    fast = FastDecoder.for_model(model)
+    assert fast is not None and fast.native is not None
+    results = []
+    try:
+        for vnni in (True, False):
+            assert native.use_vnni(vnni) == vnni
+            cache = new_cache(model.config)
+            forward_scores(model, [5, 17, 42], cache)
+            with torch.inference_mode():
+                results.append(torch.cat([fast.step(token, cache) for token in (11, 250, 3)]))
+    finally:
+        native.use_vnni(True)
+    assert torch.equal(results[0], results[1])
