@@ -117,8 +117,18 @@ static void *pool_worker(void *argument) {
   return 0;
 }
 
+/* A child process has none of the workers (and maybe a lock a worker held): it starts afresh. */
+static void pool_after_fork(void) {
+  pool.workers = 0;
+  atomic_store(&pool.sleepers, 0);
+  pthread_mutex_init(&pool.lock, 0);
+  pthread_cond_init(&pool.wake, 0);
+}
+
 /* Workers for up to `threads` threads in all (the caller is one); returns how many can take part. */
 static int pool_start(int threads) {
+  static int fork_handler = 0;
+  if (!fork_handler) fork_handler = pthread_atfork(0, 0, pool_after_fork) == 0;
   if (threads > PW_MAX_THREADS) threads = PW_MAX_THREADS;
   if (threads < 1) threads = 1;
   while (pool.workers + 1 < threads) {
