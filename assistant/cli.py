@@ -73,6 +73,7 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run Python code shipped with the model (only for models whose authors you trust)",
     )
+    group.add_argument("--voice", metavar="NAME", default=None, help="write in a voice learnt with 'penwright tune'")
 
 
 def _backend_options(parser: argparse.ArgumentParser) -> None:
@@ -181,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     _backend_options(complete)
 
     _serve_options(commands)
+    _voice_options(commands)
 
     gui = commands.add_parser("gui", help="open the desktop app (the default when no command is given)")
     gui.add_argument("files", nargs="*", metavar="FILE", help="files to open")
@@ -189,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = ("generate", "chat", "models", "complete", "serve", "gui")
+COMMANDS = ("generate", "chat", "models", "complete", "serve", "tune", "voices", "gui")
 TOP_LEVEL_ACTIONS = ("--selftest", "--install-desktop-entry", "--uninstall-desktop-entry")
 
 
@@ -341,6 +343,7 @@ def load_engine(args: argparse.Namespace, err: TextIO) -> Engine:
             trust_remote_code=args.trust_remote_code,
             progress=progress,
             quantize=args.quantize,
+            voice=getattr(args, "voice", None),
         )
     finally:
         progress.close()
@@ -362,6 +365,8 @@ def remote_choice(args: argparse.Namespace) -> Any:
 
     if getattr(args, "model", None):
         raise InputError("--model picks a local model; with --backend remote name the server's with --remote-model.")
+    if getattr(args, "voice", None):
+        raise InputError("--voice runs on this computer's model; a remote server has no voices learnt here.")
     saved = load_settings()
     base_url = args.base_url or saved.remote_base_url
     if not base_url:
@@ -781,6 +786,10 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
             return command_complete(args, out, err)
         if args.command == "serve":
             return command_serve(args, out, err)
+        if args.command == "tune":
+            return command_tune(args, out, err)
+        if args.command == "voices":
+            return command_voices(out)
         return command_gui(args, err)
     except PenwrightError as error:
         if args.debug:
@@ -806,6 +815,106 @@ def command_gui(args: argparse.Namespace, err: TextIO) -> int:
             print(f"penwright: '{file}' does not exist.", file=err)
             return EXIT_USAGE
     return run_app(args.files, screenshot=args.screenshot, profile=args.profile)
+
+
+# --- voices: penwright tune, penwright voices -------------------------------------------------------------------
+
+
+def _voice_options(commands: Any) -> None:
+    tune = commands.add_parser(
+        "tune", help="learn your voice from your own texts (a LoRA adapter, trained on this computer)"
+    )
+    tune.add_argument("--texts", nargs="+", required=True, metavar="FILE_OR_FOLDER", help=".txt and .md files")
+    tune.add_argument("--name", required=True, help="the voice's name, for --voice NAME")
+    tune.add_argument("--minutes", type=float, default=10.0, help="time budget; the best adapter is kept (default 10)")
+    tune.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8, measured)")
+    tune.add_argument("--epochs", type=float, default=3.0, help="at most this many passes over the texts (default 3)")
+    tune.add_argument("--replace", action="store_true", help="replace a voice of the same name")
+    tune.add_argument("--model", metavar="PATH_OR_ID", help="the base model (default: the bundled one)")
+    tune.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
+    commands.add_parser("voices", help="list the voices learnt with 'penwright tune'")
+
+
+def command_tune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Learn a voice: progress (loss, tokens/s, time left) on stderr, Ctrl-C keeps the best adapter so far."""
+    import math
+
+    from assistant.core.voice_texts import load_texts
+    from assistant.engine.generate import CancelToken
+    from assistant.engine.voices import TrainingOptions, check_name, load_for_training, train_voice, voice_folder
+
+    name = check_name(args.name)
+    if voice_folder(name).exists() and not args.replace:
+        raise InputError(f"A voice named '{name}' exists already; choose another name, or add --replace.")
+    options = TrainingOptions(minutes=args.minutes, rank=args.rank, epochs=args.epochs)
+    options.check()
+    texts = load_texts(args.texts)
+    print(
+        f"penwright: {texts.words:,} words from {len(texts.files)} file{'s' if len(texts.files) != 1 else ''}; "
+        f"{texts.held_out_words:,} held out to measure the voice",
+        file=err,
+        flush=True,
+    )
+    progress = LoadProgress(err)
+    try:
+        start_libraries(progress, args.model)
+        loaded = load_for_training(args.model, device=args.device, progress=progress)
+    finally:
+        progress.close()
+    from tqdm import tqdm
+
+    bar = tqdm(total=1, file=err, unit="step", disable=not err.isatty(), dynamic_ncols=True)
+    interactive = err.isatty()
+
+    def on_progress(item: Any) -> None:
+        if item.stage == "measuring":
+            bar.set_description_str("Measuring the model on your held-out text")
+            if not interactive:
+                print("penwright: measuring the model on your held-out text", file=err, flush=True)
+            return
+        if item.stage == "saving":
+            bar.set_description_str("Saving the voice")
+            return
+        bar.total = item.steps
+        bar.n = item.step
+        held = f", held-out perplexity {item.held_out_perplexity:.2f}" if item.held_out_perplexity else ""
+        summary = f"loss {item.loss:.3f}, {item.tokens_per_s:.0f} tokens/s, {item.seconds_left / 60:.1f} min left"
+        bar.set_postfix_str(summary + held)
+        if not interactive and (item.held_out_perplexity is not None or item.step == 1):
+            print(f"penwright: step {item.step}/{item.steps}: {summary}{held}", file=err, flush=True)
+
+    cancel = CancelToken()
+    try:
+        with cancel_on_interrupt(cancel) as interrupted:
+            report = train_voice(
+                loaded, texts, name, options, progress=on_progress, cancel=cancel, replace=args.replace
+            )
+    finally:
+        bar.close()
+    change = f"{report.improvement:.0%} lower" if report.improvement > 0 else "no better"
+    print(
+        f"penwright: {'stopped; ' if interrupted[0] else ''}saved the voice '{name}' ({report.steps} steps, "
+        f"{report.minutes:.1f} min, peak memory {report.peak_memory_mb:,.0f} MB): held-out perplexity "
+        f"{report.perplexity_before:.2f} -> {report.perplexity_after:.2f} ({change})",
+        file=err,
+        flush=True,
+    )
+    out.write(f"{voice_folder(name)}\n")
+    if not math.isfinite(report.perplexity_after):
+        return 1
+    return EXIT_INTERRUPTED if interrupted[0] else EXIT_OK
+
+
+def command_voices(out: TextIO) -> int:
+    from assistant.engine.voices import list_voices, voices_folder
+
+    voices = list_voices()
+    if not voices:
+        out.write(f"No voices yet (they live in {voices_folder()}); learn one with 'penwright tune'.\n")
+        return EXIT_OK
+    for voice in voices:
+        out.write(voice.describe() + "\n")
+    return EXIT_OK
 
 
 __all__ = ["main"]

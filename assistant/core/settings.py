@@ -66,6 +66,8 @@ class AppSettings:
     dtype: str = "auto"
     quantize: str = "auto"
     """Weight storage on the CPU, one of QUANTIZE_CHOICES."""
+    voice: str = ""
+    """A voice learnt with ``penwright tune`` (a folder name under the data folder's voices); "" writes without one."""
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     backend: str = "local"
     """One of BACKENDS."""

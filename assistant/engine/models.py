@@ -47,6 +47,8 @@ class LoadedModel:
     details: dict[str, Any] = field(default_factory=dict)
     quantization: QuantizationReport | None = None
     """How the linear layers were quantized (None: not at all)."""
+    voice: str = ""
+    """The voice (``assistant.engine.voices``) merged into the weights; "" for none."""
 
     @property
     def weights(self) -> str:
@@ -86,10 +88,13 @@ def load_model(
     trust_remote_code: bool = False,
     progress: ProgressCallback | None = None,
     quantize: str = "auto",
+    voice: str | None = None,
 ) -> LoadedModel:
     """Load a model for generation, translating every failure into a ModelError a user can act on.
 
     ``quantize`` is one of ``assistant.engine.quantize.QUANTIZE_CHOICES``; it only changes models on the CPU.
+    ``voice`` names a saved voice: its adapter is merged into the full-precision weights before they are quantized
+    (and the quantized cache is kept per voice), so decoding runs as fast as without it.
     """
     report = progress or (lambda _stage, _fraction: None)
     source = resolve_source(requested)
@@ -105,6 +110,10 @@ def load_model(
     from assistant.engine.quantize import check_choice
 
     check_choice(quantize)
+    if voice:
+        from assistant.engine.voices import check_voice_early
+
+        check_voice_early(source, voice)  # a missing voice or another model's is said before the weights load
     _check_memory(source, placement)
     report(f"Loading {source.display_name}", None)
     try:
@@ -114,7 +123,14 @@ def load_model(
     except Exception as error:  # transformers, safetensors, gguf and torch raise many kinds
         raise translate_load_error(error, source, placement) from error
     model.eval()
-    quantization = _quantize(model, source, placement, quantize, dtype, report_progress=report)
+    voice_key = ""
+    if voice:
+        from assistant.engine.voices import apply_voice
+
+        report(f"Putting the voice '{voice}' into the model", None)
+        model, voice_info = apply_voice(model, source, voice)
+        voice, voice_key = voice_info.name, voice_info.adapter_sha256
+    quantization = _quantize(model, source, placement, quantize, dtype, report_progress=report, voice_key=voice_key)
     if quantization.mode != "none" and placement.dtype_name != _model_dtype_name(model):
         placement = replace(placement, dtype_name=_model_dtype_name(model))
     if placement.device == "cpu" and placement.device_map is None:
@@ -130,6 +146,7 @@ def load_model(
         from_conversion_cache=cached,
         import_seconds=started - import_started,
         quantization=quantization,
+        voice=voice or "",
     )
     report("Model ready", 1.0)
     return loaded
@@ -142,6 +159,7 @@ def _quantize(
     requested: str,
     dtype: str,
     report_progress: ProgressCallback,
+    voice_key: str = "",
 ) -> QuantizationReport:
     """Quantize the linear layers; with fast bf16 on this CPU (and no dtype asked for) the rest runs in bf16 too.
 
@@ -159,7 +177,7 @@ def _quantize(
     if mode != "none":
         report_progress(f"Preparing {mode} weights", None)
     try:
-        result = quantize_model(model, mode, cache=_quantized_cache_file(source, model, mode))
+        result = quantize_model(model, mode, cache=_quantized_cache_file(source, model, mode, voice_key))
     except (RuntimeError, MemoryError) as error:  # an unusual layer shape or no memory left: run unquantized
         log.warning("Could not quantize the model (%s); running it unquantized.", error)
         from assistant.engine.quantize import QuantizationReport
@@ -186,8 +204,10 @@ def _native_step_ahead(model: Any, report: QuantizationReport) -> bool:
     return report.mode == "int4" and native.library()[0] is not None and supports(model)
 
 
-def _quantized_cache_file(source: ModelSource, model: Any, mode: str) -> Path | None:
-    """Where this model's quantized weights are cached; None when its weight files cannot be identified."""
+def _quantized_cache_file(source: ModelSource, model: Any, mode: str, voice_key: str = "") -> Path | None:
+    """Where this model's quantized weights are cached; None when its weight files cannot be identified.
+
+    ``voice_key`` (the merged voice's adapter hash) keeps a voiced model's cache apart from the base model's."""
     from assistant.engine.quantize import cache_file
 
     if mode == "none":
@@ -206,6 +226,8 @@ def _quantized_cache_file(source: ModelSource, model: Any, mode: str) -> Path | 
         if not commit:
             return None
         fingerprint = f"hub:{source.location}@{commit}"
+    if voice_key:
+        fingerprint += f"|voice:{voice_key}"
     return cache_file(fingerprint, mode, app_dirs().quantized)
 
 
