@@ -826,7 +826,7 @@ def _voice_options(commands: Any) -> None:
     )
     tune.add_argument("--texts", nargs="+", required=True, metavar="FILE_OR_FOLDER", help=".txt and .md files")
     tune.add_argument("--name", required=True, help="the voice's name, for --voice NAME")
-    tune.add_argument("--minutes", type=float, default=10.0, help="time budget; the best adapter is kept (default 10)")
+    tune.add_argument("--minutes", type=float, default=8.0, help="time budget; the best adapter is kept (default 8)")
     tune.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8, measured)")
     tune.add_argument("--epochs", type=float, default=3.0, help="at most this many passes over the texts (default 3)")
     tune.add_argument("--replace", action="store_true", help="replace a voice of the same name")

@@ -64,8 +64,10 @@ def test_tune_then_list_then_write_in_the_voice(cli_env: dict[str, str], tmp_pat
     (texts / "marsh.txt").write_text(marsh_text(), encoding="utf-8")
     env = dict(cli_env, PENWRIGHT_PROFILE=str(tmp_path / "profile"))
     # the conversion cache of the session's profile, so the child does not convert the GGUF again
+    shared_cache = Path(cli_env["PENWRIGHT_PROFILE"]) / "cache"
+    shared_cache.mkdir(parents=True, exist_ok=True)
     (tmp_path / "profile").mkdir()
-    (tmp_path / "profile" / "cache").symlink_to(Path(cli_env["PENWRIGHT_PROFILE"]) / "cache")
+    (tmp_path / "profile" / "cache").symlink_to(shared_cache)
 
     def penwright(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
