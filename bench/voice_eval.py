@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -41,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cpu_class  # noqa: E402  (bench/, the script's own folder)
 
 RESULTS = Path(__file__).with_name("results") / "voice.json"
 _FUNCTION_WORD_TEXT = (
@@ -83,16 +84,6 @@ def distance(first: dict[str, float], second: dict[str, float]) -> float:
 
 def load_average() -> float:
     return round(os.getloadavg()[0], 2)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def continuations(loaded: Any, prompts: list[str], tokens: int) -> list[str]:
@@ -223,7 +214,7 @@ def main() -> int:
 
     result = {
         "what": "Learn my voice on the KJV: train on Genesis, measure on chapters of another book never seen",
-        "cpu": cpu_name(),
+        "cpu": cpu_class.cpu_model(),
         "threads": {"training": training_threads, "measuring": torch.get_num_threads()},
         "model": report.base["name"],
         "training_texts": {"book": "Genesis", "chapters": number - 1, "words": texts.words},

@@ -197,6 +197,19 @@ static void quantize_q8(const float *x, int columns, pw_q8 *out, int interleave)
   }
 }
 
+/* Room for `columns` int8 activations with their block steps and sums; 0 when out of memory (nothing held). */
+static int q8_allocate(pw_q8 *q8, int columns) {
+  q8->values = aligned_alloc(64, (size_t)((columns + 63) / 64) * 64);
+  q8->step = malloc(sizeof(float) * (columns / 32 + 1));
+  q8->sum = malloc(sizeof(float) * (columns / 32 + 1));
+  if (q8->values && q8->step && q8->sum) return 1;
+  free(q8->values), free(q8->step), free(q8->sum);
+  q8->values = 0, q8->step = q8->sum = 0;
+  return 0;
+}
+
+static void q8_free(pw_q8 *q8) { free(q8->values), free(q8->step), free(q8->sum); }
+
 PW_AVX2 static inline float horizontal_sum(__m256 v) {
   __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   a = _mm_add_ps(a, _mm_movehl_ps(a, a));
@@ -446,9 +459,7 @@ void pw_model_free(pw_model *m) {
   free(m->gate_up);
   free(m->activated);
   free(m->scores);
-  free(m->q8.values);
-  free(m->q8.step);
-  free(m->q8.sum);
+  q8_free(&m->q8);
   free(m);
 }
 
@@ -473,11 +484,9 @@ pw_model *pw_model_new(int layers, int hidden, int heads, int kv_heads, int head
   m->attended = malloc(sizeof(float) * heads * head_dim);
   m->gate_up = malloc(sizeof(float) * 2 * intermediate);
   m->activated = malloc(sizeof(float) * intermediate);
-  m->q8.values = aligned_alloc(64, (size_t)((widest + 63) / 64) * 64);
-  m->q8.step = malloc(sizeof(float) * widest / 32);
-  m->q8.sum = malloc(sizeof(float) * widest / 32);
+  int q8_ready = q8_allocate(&m->q8, widest);
   if (!m->input_norms || !m->post_norms || !m->matrices || !m->normed || !m->qkv || !m->attended || !m->gate_up ||
-      !m->activated || !m->q8.values || !m->q8.step || !m->q8.sum) {
+      !m->activated || !q8_ready) {
     pw_model_free(m);
     return 0;
   }
@@ -564,33 +573,23 @@ int pw_step(pw_model *m, float *hidden, const float *cos_table, const float *sin
 /* One product on its own, for the load-time self-check of every matrix: out = W x (+ bias). */
 int pw_q4_product(const uint8_t *codes, const float *step, const float *minimum, const float *bias, int rows,
                   int columns, const float *x, float *out, int threads) {
-  if (columns % 32) return -1;
-  pw_q8 q8 = {aligned_alloc(64, (size_t)((columns + 63) / 64) * 64), malloc(sizeof(float) * columns / 32),
-              malloc(sizeof(float) * columns / 32)};
-  if (!q8.values || !q8.step || !q8.sum) {
-    free(q8.values), free(q8.step), free(q8.sum);
-    return -1;
-  }
+  pw_q8 q8;
+  if (columns % 32 || !q8_allocate(&q8, columns)) return -1;
   pw_q4_matrix matrix = {codes, step, minimum, bias, rows, columns};
   quantize_q8(x, columns, &q8, 1);
   run_q4(&matrix, &q8, out, 0, pool_start(threads));
-  free(q8.values), free(q8.step), free(q8.sum);
+  q8_free(&q8);
   return 0;
 }
 
 int pw_q8_product(const int8_t *codes, const float *step, int rows, int columns, const float *x, float *out,
                   int threads) {
-  if (columns % 32) return -1;
-  pw_q8 q8 = {aligned_alloc(64, (size_t)((columns + 63) / 64) * 64), malloc(sizeof(float) * columns / 32),
-              malloc(sizeof(float) * columns / 32)};
-  if (!q8.values || !q8.step || !q8.sum) {
-    free(q8.values), free(q8.step), free(q8.sum);
-    return -1;
-  }
+  pw_q8 q8;
+  if (columns % 32 || !q8_allocate(&q8, columns)) return -1;
   quantize_q8(x, columns, &q8, 0);
   pw_q8_job job = {codes, step, rows, columns, &q8, out};
   pool_run(q8_task, &job, chunk_count(rows, PW_HEAD_ROWS_PER_CHUNK), pool_start(threads));
-  free(q8.values), free(q8.step), free(q8.sum);
+  q8_free(&q8);
   return 0;
 }
 
