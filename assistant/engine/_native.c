@@ -72,22 +72,28 @@ static struct {
   int workers;
   pthread_t threads[PW_MAX_THREADS];
   atomic_uint generation;   /* published after the fields below */
-  _Atomic uint64_t claims;  /* generation << 32 | the next chunk to claim */
+  _Atomic uint64_t claims;  /* see pool_claim */
   atomic_int done;          /* chunks finished in this generation */
   atomic_int sleepers;
   _Atomic(pw_task) task;
   _Atomic(void *) context;
-  atomic_int chunks, participants;
+  atomic_int participants;
   pthread_mutex_t lock;
   pthread_cond_t wake;
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
-static void pool_claim(unsigned generation, pw_task task, void *context, int chunks) {
+/* The claim word: generation << 32 | chunk count << 16 | next chunk. The count travels in the same word as the
+   generation, so a late worker never compares a claim with another task's count (which let it take a chunk past the
+   end of a finished task). */
+#define PW_MAX_CHUNKS 0xffff
+
+static void pool_claim(unsigned generation, pw_task task, void *context) {
   for (;;) {
     uint64_t claims = atomic_load(&pool.claims);
-    if ((unsigned)(claims >> 32) != generation || (int)(uint32_t)claims >= chunks) return;
+    int next = (int)(claims & 0xffff), count = (int)((claims >> 16) & 0xffff);
+    if ((unsigned)(claims >> 32) != generation || next >= count) return;
     if (atomic_compare_exchange_weak(&pool.claims, &claims, claims + 1)) {
-      task(context, (int)(uint32_t)claims);
+      task(context, next);
       atomic_fetch_add(&pool.done, 1);
     }
   }
@@ -111,8 +117,7 @@ static void *pool_worker(void *argument) {
       pthread_mutex_unlock(&pool.lock);
     }
     seen = atomic_load(&pool.generation);
-    if (index < atomic_load(&pool.participants))
-      pool_claim(seen, atomic_load(&pool.task), atomic_load(&pool.context), atomic_load(&pool.chunks));
+    if (index < atomic_load(&pool.participants)) pool_claim(seen, atomic_load(&pool.task), atomic_load(&pool.context));
   }
   return 0;
 }
@@ -142,24 +147,23 @@ static int pool_start(int threads) {
 
 static void pool_run(pw_task task, void *context, int chunks, int threads) {
   static unsigned generation = 0;
-  if (threads <= 1 || chunks <= 1) {
+  if (threads <= 1 || chunks <= 1 || chunks > PW_MAX_CHUNKS) {
     for (int chunk = 0; chunk < chunks; chunk++) task(context, chunk);
     return;
   }
   generation++;
   atomic_store(&pool.task, task);
   atomic_store(&pool.context, context);
-  atomic_store(&pool.chunks, chunks);
   atomic_store(&pool.participants, threads);
   atomic_store(&pool.done, 0);
-  atomic_store(&pool.claims, (uint64_t)generation << 32);
+  atomic_store(&pool.claims, (uint64_t)generation << 32 | (uint64_t)chunks << 16);
   atomic_store(&pool.generation, generation);
   if (atomic_load(&pool.sleepers) > 0) {
     pthread_mutex_lock(&pool.lock);
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
   }
-  pool_claim(generation, task, context, chunks);
+  pool_claim(generation, task, context);
   for (int spins = 0; atomic_load(&pool.done) < chunks;) /* only chunks a worker has in hand are left */
     if (++spins % 64 == 0) sched_yield();
     else _mm_pause();
