@@ -176,12 +176,20 @@ def load_texts(
     paths: Iterable[str | os.PathLike[str]],
     min_words: int = MIN_WORDS,
     max_file_bytes: int = MAX_FILE_BYTES,
+    documents: Sequence[tuple[str, str]] = (),
 ) -> VoiceTexts:
-    """Read, clean and split the writer's texts; InputError (a sentence) when they cannot teach a voice."""
+    """Read, clean and split the writer's texts; InputError (a sentence) when they cannot teach a voice.
+
+    ``documents`` are texts already in memory as (name, text), such as the app's open documents with their unsaved
+    edits; a name ending in .md is read as Markdown."""
     texts = VoiceTexts()
     every: list[str] = []
-    for path in find_text_files(paths):
-        raw, digest = read_voice_file(path, max_file_bytes)
+    sources: list[tuple[Path, str, str]] = [
+        (Path(name), text, hashlib.sha256(text.encode("utf-8")).hexdigest()) for name, text in documents
+    ]
+    named = list(paths)
+    files = find_text_files(named) if named or not documents else []
+    for path, raw, digest in [*sources, *((path, *read_voice_file(path, max_file_bytes)) for path in files)]:
         cleaned = paragraphs(clean_text(raw, markdown=path.suffix.lower() in (".md", ".markdown")))
         words = sum(count_words(paragraph) for paragraph in cleaned)
         texts.files.append(TextFile(path=path, words=words, sha256=digest))

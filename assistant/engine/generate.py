@@ -251,6 +251,34 @@ class Engine:
                     log.warning("Decoding through the model's forward: %s", self.fast_step_note)
                     self._fast = None
 
+    # --- voices --------------------------------------------------------------------------------------------
+
+    @property
+    def voice(self) -> str:
+        """The voice the model writes in (``assistant.engine.voices``); "" for none."""
+        return self.loaded.voice
+
+    def set_voice(self, name: str | None) -> None:
+        """Write in the voice ``name`` (None or "" for none) from the next prompt on, without reloading the model.
+
+        The voice's low-rank weights go beside the base model's (quantized or not) and into the fast step; the KV
+        cache of earlier prompts is dropped, since it was computed in the other voice. A voice that is missing or
+        was learnt on another model raises ModelError and the voice in use stays.
+        """
+        from assistant.engine.voices import switch_voice
+
+        if (name or "") == self.loaded.voice:
+            return
+        self.loaded.voice = switch_voice(self.loaded, name or None)
+        self._prefix = PrefixCache(self.model)
+        if self._fast is not None:
+            self._fast.refresh_voice()
+            reason = self._fast.verify(self.model)
+            if reason:
+                self.fast_step_note = f"The fast decode step is off on this CPU, {reason}."
+                log.warning("Decoding through the model's forward: %s", self.fast_step_note)
+                self._fast = None
+
     # --- prompts -------------------------------------------------------------------------------------------
 
     @property

@@ -607,6 +607,11 @@ class RemoteModelInfo(ModelInfo):
     """Which kind of server answered (one of SERVER_KINDS)."""
 
 
+_NO_REMOTE_VOICES = (
+    "Voices are learnt and used on this computer's model; a model on a server has none. "
+    "Choose 'On this computer' in Settings to write in a voice."
+)
+
 class RemoteSession:
     """A model on an OpenAI-compatible server behind the ModelSession interface (``describe``, ``run``, ``suggest``)."""
 
@@ -648,6 +653,15 @@ class RemoteSession:
 
     def close(self) -> None:
         self.engine.client.close()
+
+    def set_voice(self, name: str) -> RemoteModelInfo:
+        """Voices are learnt on this computer's model; a server's model has none (see ModelSession.set_voice)."""
+        if name:
+            raise InputError(_NO_REMOTE_VOICES)
+        return self.describe()
+
+    def learn_voice(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise InputError(_NO_REMOTE_VOICES)
 
     # --- inline suggestions --------------------------------------------------------------------------------
 

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from assistant.core.settings import SamplerSettings
 from assistant.engine.completion import InlineCompleter, InlineRequest, InlineResult
 from assistant.engine.generate import CancelToken, Engine, TextStream
 from assistant.engine.tasks import TaskRequest, run_task
+
+if TYPE_CHECKING:
+    from assistant.core.voice_texts import VoiceTexts
+    from assistant.engine.voices import ProgressCallback as TrainingProgressCallback
+    from assistant.engine.voices import TrainingOptions, VoiceReport
 
 ProgressCallback = Callable[[str, float | None], None]
 
@@ -26,6 +31,8 @@ class ModelChoice:
     device: str = "auto"
     dtype: str = "auto"
     quantize: str = "auto"
+    voice: str = ""
+    """A voice learnt on this model (``assistant.engine.voices``); "" for none."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,8 @@ class ModelInfo:
     """"int8", "int4" or the dtype of unquantized weights."""
     note: str = ""
     """A sentence when the model runs differently from what the settings asked (say, int8 asked on a GPU)."""
+    voice: str = ""
+    """The voice the model writes in; "" for none."""
 
 
 SuggestionCallback = Callable[[str], None]
@@ -89,7 +98,47 @@ class EngineSession:
             load_seconds=loaded.load_seconds,
             weights=loaded.weights,
             note=self.engine.notes,
+            voice=self.engine.voice,
         )
+
+    def set_voice(self, name: str) -> ModelInfo:
+        """Write in the voice ``name`` ("" for none) from the next request on, without reloading the base model.
+
+        Raises ModelError with a sentence for a missing voice or one learnt on another model (the voice in use stays).
+        """
+        self.engine.set_voice(name or None)
+        self._completer = None  # its cached suggestions were written in the other voice
+        return self.describe()
+
+    def learn_voice(
+        self,
+        texts: VoiceTexts,
+        name: str,
+        options: TrainingOptions | None = None,
+        progress: TrainingProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+        replace: bool = False,
+        loading: ProgressCallback | None = None,
+    ) -> VoiceReport:
+        """Learn a voice on this session's base model; Stop (``cancel``) keeps the best adapter so far.
+
+        Training needs the full-precision weights, so they are loaded apart (``loading`` hears the stages) and let go
+        of at the end; the session's own model is untouched and writes as before once training ends.
+        """
+        import gc
+
+        from assistant.engine.voices import load_for_training, train_voice
+
+        loaded = self.engine.loaded
+        source = loaded.source
+        training = load_for_training(
+            str(source.gguf_file or source.location), device=loaded.placement.device, progress=loading
+        )
+        try:
+            return train_voice(training, texts, name, options, progress=progress, cancel=cancel, replace=replace)
+        finally:
+            del training
+            gc.collect()
 
     def run(
         self,
@@ -106,6 +155,11 @@ def open_session(choice: ModelChoice, progress: ProgressCallback | None = None) 
     from assistant.engine.models import load_model
 
     loaded = load_model(
-        choice.model or None, device=choice.device, dtype=choice.dtype, progress=progress, quantize=choice.quantize
+        choice.model or None,
+        device=choice.device,
+        dtype=choice.dtype,
+        progress=progress,
+        quantize=choice.quantize,
+        voice=choice.voice or None,
     )
     return EngineSession(Engine(loaded))
