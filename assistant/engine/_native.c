@@ -19,7 +19,7 @@ without a C compiler, or a CPU other than x86-64 with AVX2 and FMA, decodes thro
 #include <stdlib.h>
 #include <string.h>
 
-#define PW_VERSION 1
+#define PW_VERSION 2
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && !defined(_WIN32)
 #define PW_X86 1
@@ -434,6 +434,11 @@ typedef struct {
   float *normed, *qkv, *attended, *gate_up, *activated, *scores;
   long scores_size;
   pw_q8 q8;
+  /* a voice: per matrix, out += up^T (down x), with down [rank][columns] and up [rank][rows], fp32 (0 rank: none) */
+  int *low_rank;
+  const float **low_down, **low_up;
+  float *low_scratch;
+  int low_scratch_size;
 } pw_model;
 
 static void rms_norm(const float *x, const float *weight, int n, float eps, float *out) {
@@ -463,8 +468,39 @@ void pw_model_free(pw_model *m) {
   free(m->gate_up);
   free(m->activated);
   free(m->scores);
+  free(m->low_rank);
+  free(m->low_down);
+  free(m->low_up);
+  free(m->low_scratch);
   q8_free(&m->q8);
   free(m);
+}
+
+/* A voice's change of one matrix's output, at full precision: small (rank 8-16 against hundreds of rows), so the
+   calling thread does it alone while the pool rests. */
+static void add_low_rank(pw_model *m, int index, const float *x, float *out) {
+  int rank = m->low_rank[index];
+  if (!rank) return;
+  const pw_q4_matrix *matrix = &m->matrices[index];
+  const float *down = m->low_down[index], *up = m->low_up[index];
+  for (int r = 0; r < rank; r++) m->low_scratch[r] = dot(down + (size_t)r * matrix->columns, x, matrix->columns);
+  for (int r = 0; r < rank; r++) add_scaled(out, up + (size_t)r * matrix->rows, m->low_scratch[r], matrix->rows);
+}
+
+/* Give matrix `index` a voice's low-rank change (rank 0: take it away). down: [rank][columns], up: [rank][rows],
+   fp32, kept alive by the caller. Returns 0, or -1 for a bad index or no memory. */
+int pw_set_low_rank(pw_model *m, int index, int rank, const float *down, const float *up) {
+  if (!m || index < 0 || index >= 4 * m->layers || rank < 0) return -1;
+  if (rank > m->low_scratch_size) {
+    float *scratch = realloc(m->low_scratch, sizeof(float) * rank);
+    if (!scratch) return -1;
+    m->low_scratch = scratch;
+    m->low_scratch_size = rank;
+  }
+  m->low_rank[index] = rank;
+  m->low_down[index] = rank ? down : 0;
+  m->low_up[index] = rank ? up : 0;
+  return 0;
 }
 
 /* norms: 2 * layers pointers (input norms, then post-attention norms). matrices: 4 per layer, each described by
@@ -481,6 +517,9 @@ pw_model *pw_model_new(int layers, int hidden, int heads, int kv_heads, int head
   m->input_norms = malloc(sizeof(float *) * layers);
   m->post_norms = malloc(sizeof(float *) * layers);
   m->matrices = calloc(4 * (size_t)layers, sizeof(pw_q4_matrix));
+  m->low_rank = calloc(4 * (size_t)layers, sizeof(int));
+  m->low_down = calloc(4 * (size_t)layers, sizeof(float *));
+  m->low_up = calloc(4 * (size_t)layers, sizeof(float *));
   int widest = hidden > intermediate ? hidden : intermediate;
   int qkv = (heads + 2 * kv_heads) * head_dim;
   m->normed = malloc(sizeof(float) * hidden);
@@ -490,7 +529,7 @@ pw_model *pw_model_new(int layers, int hidden, int heads, int kv_heads, int head
   m->activated = malloc(sizeof(float) * intermediate);
   int q8_ready = q8_allocate(&m->q8, widest);
   if (!m->input_norms || !m->post_norms || !m->matrices || !m->normed || !m->qkv || !m->attended || !m->gate_up ||
-      !m->activated || !q8_ready) {
+      !m->activated || !q8_ready || !m->low_rank || !m->low_down || !m->low_up) {
     pw_model_free(m);
     return 0;
   }
@@ -542,6 +581,7 @@ int pw_step(pw_model *m, float *hidden, const float *cos_table, const float *sin
     rms_norm(hidden, m->input_norms[l], m->hidden, m->eps, m->normed);
     quantize_q8(m->normed, m->hidden, &m->q8, 1);
     run_q4(&matrices[0], &m->q8, m->qkv, 0, shares);
+    add_low_rank(m, 4 * l, m->normed, m->qkv);
     for (int h = 0; h < m->heads + m->kv_heads; h++) rotate(m->qkv + (size_t)h * hd, cos_table, sin_table, hd);
     for (int h = 0; h < m->kv_heads; h++) {
       size_t at = ((size_t)h * capacities[l] + position) * hd;
@@ -553,15 +593,18 @@ int pw_step(pw_model *m, float *hidden, const float *cos_table, const float *sin
     pool_run(attention_task, &attention, m->heads, shares);
     quantize_q8(m->attended, query_width, &m->q8, 1);
     run_q4(&matrices[1], &m->q8, hidden, 1, shares);
+    add_low_rank(m, 4 * l + 1, m->attended, hidden);
     rms_norm(hidden, m->post_norms[l], m->hidden, m->eps, m->normed);
     quantize_q8(m->normed, m->hidden, &m->q8, 1);
     run_q4(&matrices[2], &m->q8, m->gate_up, 0, shares);
+    add_low_rank(m, 4 * l + 2, m->normed, m->gate_up);
     for (int i = 0; i < m->intermediate; i++) {
       float gate = m->gate_up[i];
       m->activated[i] = gate / (1.f + expf(-gate)) * m->gate_up[m->intermediate + i];
     }
     quantize_q8(m->activated, m->intermediate, &m->q8, 1);
     run_q4(&matrices[3], &m->q8, hidden, 1, shares);
+    add_low_rank(m, 4 * l + 3, m->activated, hidden);
   }
   rms_norm(hidden, m->final_norm, m->hidden, m->eps, m->normed);
   if (!m->head_codes) {
@@ -604,6 +647,7 @@ int pw_use_vnni(int wanted) { (void)wanted; return 0; }
 void *pw_model_new(void) { return 0; }
 void pw_model_free(void *m) { (void)m; }
 int pw_step(void) { return -1; }
+int pw_set_low_rank(void) { return -1; }
 int pw_q4_product(void) { return -1; }
 int pw_q8_product(void) { return -1; }
 

@@ -73,9 +73,16 @@ class _Part:
 
 
 def _project(
-    inputs: torch.Tensor, kind: int, weight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None
+    inputs: torch.Tensor,
+    kind: int,
+    weight: torch.Tensor,
+    scales: torch.Tensor,
+    bias: torch.Tensor | None,
+    down: torch.Tensor | None,
+    up: torch.Tensor | None,
 ) -> torch.Tensor:
-    """``inputs @ W.T + bias`` exactly as ``nn.Linear`` or quantize.py's groups compute it."""
+    """``inputs @ W.T + bias`` (+ a voice's ``up @ down @ inputs``) exactly as ``nn.Linear`` or quantize.py's groups
+    compute it."""
     if kind == 0:
         return functional.linear(inputs, weight, bias)
     activations = inputs if inputs.dtype == torch.bfloat16 else inputs.to(torch.bfloat16)
@@ -85,6 +92,8 @@ def _project(
         result = torch.ops.aten._weight_int4pack_mm_for_cpu(activations, weight, 32, scales)
     if bias is not None:
         result = result + bias
+    if down is not None and up is not None:
+        result = result.float() + functional.linear(functional.linear(inputs.float(), down), up)
     return result if result.dtype == inputs.dtype else result.to(inputs.dtype)
 
 
@@ -96,13 +105,16 @@ def _slot(
     weights: list[torch.Tensor],
     scales: list[torch.Tensor],
     biases: list[torch.Tensor | None],
+    downs: list[torch.Tensor | None],
+    ups: list[torch.Tensor | None],
 ) -> torch.Tensor:
     """All parts of one projection (slot), side by side."""
     start, end = starts[slot], starts[slot + 1]
     if end - start == 1:
-        return _project(inputs, kinds[start], weights[start], scales[start], biases[start])
+        return _project(inputs, kinds[start], weights[start], scales[start], biases[start], downs[start], ups[start])
     outputs = [
-        _project(inputs, kinds[index], weights[index], scales[index], biases[index]) for index in range(start, end)
+        _project(inputs, kinds[index], weights[index], scales[index], biases[index], downs[index], ups[index])
+        for index in range(start, end)
     ]
     return torch.cat(outputs, dim=-1)
 
@@ -125,6 +137,8 @@ def _decode_layers(
     weights: list[torch.Tensor],
     scales: list[torch.Tensor],
     biases: list[torch.Tensor | None],
+    downs: list[torch.Tensor | None],
+    ups: list[torch.Tensor | None],
     key_buffers: list[torch.Tensor],
     value_buffers: list[torch.Tensor],
     position: int,
@@ -144,7 +158,9 @@ def _decode_layers(
     query_width = heads * head_dim
     rotated_width = query_width + kv_heads * head_dim
     for index in range(len(input_norms)):
-        qkv = _slot(_norm(hidden, input_norms[index], eps), 4 * index, starts, kinds, weights, scales, biases)
+        qkv = _slot(
+            _norm(hidden, input_norms[index], eps), 4 * index, starts, kinds, weights, scales, biases, downs, ups
+        )
         # Rotary positions for queries and keys in one go: x * cos + rotate_half(x) * sin.
         query_key = qkv[:, :rotated_width].view(1, heads + kv_heads, head_dim)
         turned = torch.cat((-query_key[:, :, half:], query_key[:, :, :half]), dim=-1)
@@ -159,10 +175,14 @@ def _decode_layers(
             scale=scaling,
             enable_gqa=heads != kv_heads,
         )
-        hidden = hidden + _slot(attended.view(1, query_width), 4 * index + 1, starts, kinds, weights, scales, biases)
-        gate_up = _slot(_norm(hidden, post_norms[index], eps), 4 * index + 2, starts, kinds, weights, scales, biases)
+        hidden = hidden + _slot(
+            attended.view(1, query_width), 4 * index + 1, starts, kinds, weights, scales, biases, downs, ups
+        )
+        gate_up = _slot(
+            _norm(hidden, post_norms[index], eps), 4 * index + 2, starts, kinds, weights, scales, biases, downs, ups
+        )
         activated = functional.silu(gate_up[:, :intermediate]) * gate_up[:, intermediate:]
-        hidden = hidden + _slot(activated, 4 * index + 3, starts, kinds, weights, scales, biases)
+        hidden = hidden + _slot(activated, 4 * index + 3, starts, kinds, weights, scales, biases, downs, ups)
     return hidden
 
 
@@ -231,11 +251,23 @@ class FastDecoder:
         self._positions = torch.zeros((1, 1), dtype=torch.long)
         self._template = torch.empty((1, self.kv_heads, 0, self.head_dim), dtype=self._embedding.dtype)
         self._run, self.scripted = _layers_function(script)
+        self._downs: list[torch.Tensor | None] = []
+        self._ups: list[torch.Tensor | None] = []
         self.native: NativeLayers | None = None
         self.native_note = ""
         """Why the native step is not used (not applicable, or it failed its check); empty when it is."""
         if native:
             self.native, self.native_note = self._native_layers(model)
+        self.refresh_voice()
+
+    def refresh_voice(self) -> None:
+        """Take up the voice now in the quantized groups (their ``low_rank``); full-precision layers have it merged
+        into their weights already. Call :meth:`verify` after it: the step is checked with the voice it runs."""
+        voices = [None if group is None else group.low_rank for group in self._groups]
+        self._downs = [None if voice is None else voice[0] for voice in voices]
+        self._ups = [None if voice is None else voice[1] for voice in voices]
+        if self.native is not None:
+            self.native.set_low_rank(voices)
 
     def _native_layers(self, model: Any) -> tuple[NativeLayers | None, str]:
         """The native layer loop for an all-int4 fp32 model whose matrices all pass their checks; else why not."""
@@ -394,6 +426,8 @@ class FastDecoder:
                 self._weights,
                 self._scales,
                 self._biases,
+                self._downs,
+                self._ups,
                 key_buffers,
                 value_buffers,
                 position,

@@ -48,7 +48,7 @@ class LoadedModel:
     quantization: QuantizationReport | None = None
     """How the linear layers were quantized (None: not at all)."""
     voice: str = ""
-    """The voice (``assistant.engine.voices``) merged into the weights; "" for none."""
+    """The voice (``assistant.engine.voices``) the model writes in; "" for none."""
 
     @property
     def weights(self) -> str:
@@ -93,8 +93,8 @@ def load_model(
     """Load a model for generation, translating every failure into a ModelError a user can act on.
 
     ``quantize`` is one of ``assistant.engine.quantize.QUANTIZE_CHOICES``; it only changes models on the CPU.
-    ``voice`` names a saved voice: its adapter is merged into the full-precision weights before they are quantized
-    (and the quantized cache is kept per voice), so decoding runs as fast as without it.
+    ``voice`` names a saved voice: its low-rank changes go beside the quantized weights, or into full-precision ones
+    (``assistant.engine.voices.switch_voice``); ``Engine.set_voice`` switches it later without reloading.
     """
     report = progress or (lambda _stage, _fraction: None)
     source = resolve_source(requested)
@@ -123,14 +123,7 @@ def load_model(
     except Exception as error:  # transformers, safetensors, gguf and torch raise many kinds
         raise translate_load_error(error, source, placement) from error
     model.eval()
-    voice_key = ""
-    if voice:
-        from assistant.engine.voices import apply_voice
-
-        report(f"Putting the voice '{voice}' into the model", None)
-        model, voice_info = apply_voice(model, source, voice)
-        voice, voice_key = voice_info.name, voice_info.adapter_sha256
-    quantization = _quantize(model, source, placement, quantize, dtype, report_progress=report, voice_key=voice_key)
+    quantization = _quantize(model, source, placement, quantize, dtype, report_progress=report)
     if quantization.mode != "none" and placement.dtype_name != _model_dtype_name(model):
         placement = replace(placement, dtype_name=_model_dtype_name(model))
     if placement.device == "cpu" and placement.device_map is None:
@@ -146,8 +139,12 @@ def load_model(
         from_conversion_cache=cached,
         import_seconds=started - import_started,
         quantization=quantization,
-        voice=voice or "",
     )
+    if voice:
+        from assistant.engine.voices import switch_voice
+
+        report(f"Putting the voice '{voice}' into the model", None)
+        loaded.voice = switch_voice(loaded, voice)
     report("Model ready", 1.0)
     return loaded
 
@@ -159,7 +156,6 @@ def _quantize(
     requested: str,
     dtype: str,
     report_progress: ProgressCallback,
-    voice_key: str = "",
 ) -> QuantizationReport:
     """Quantize the linear layers; with fast bf16 on this CPU (and no dtype asked for) the rest runs in bf16 too.
 
@@ -172,14 +168,12 @@ def _quantize(
 
     requested = (requested or "auto").lower()
     on_cpu = placement.device == "cpu" and placement.device_map is None
-    # A voice's small weight changes fall below int4's rounding step (bench/voice_eval.py: held-out perplexity 27%
-    # lower in int8, 6% in int4), so a voiced 4-bit model gets int8 unless int4 is asked for.
-    four_bit = on_cpu and requested == "auto" and _is_four_bit(source) and not voice_key
+    four_bit = on_cpu and requested == "auto" and _is_four_bit(source)
     mode, note = resolve_mode(requested, placement.device, placement.device_map is not None, four_bit)
     if mode != "none":
         report_progress(f"Preparing {mode} weights", None)
     try:
-        result = quantize_model(model, mode, cache=_quantized_cache_file(source, model, mode, voice_key))
+        result = quantize_model(model, mode, cache=_quantized_cache_file(source, model, mode))
     except (RuntimeError, MemoryError) as error:  # an unusual layer shape or no memory left: run unquantized
         log.warning("Could not quantize the model (%s); running it unquantized.", error)
         from assistant.engine.quantize import QuantizationReport
@@ -206,10 +200,8 @@ def _native_step_ahead(model: Any, report: QuantizationReport) -> bool:
     return report.mode == "int4" and native.library()[0] is not None and supports(model)
 
 
-def _quantized_cache_file(source: ModelSource, model: Any, mode: str, voice_key: str = "") -> Path | None:
-    """Where this model's quantized weights are cached; None when its weight files cannot be identified.
-
-    ``voice_key`` (the merged voice's adapter hash) keeps a voiced model's cache apart from the base model's."""
+def _quantized_cache_file(source: ModelSource, model: Any, mode: str) -> Path | None:
+    """Where this model's quantized weights are cached; None when its weight files cannot be identified."""
     from assistant.engine.quantize import cache_file
 
     if mode == "none":
@@ -228,8 +220,6 @@ def _quantized_cache_file(source: ModelSource, model: Any, mode: str, voice_key:
         if not commit:
             return None
         fingerprint = f"hub:{source.location}@{commit}"
-    if voice_key:
-        fingerprint += f"|voice:{voice_key}"
     return cache_file(fingerprint, mode, app_dirs().quantized)
 
 

@@ -26,7 +26,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-LIBRARY_VERSION = 1
+LIBRARY_VERSION = 2
 """The ``pw_version()`` this module speaks to; a stale build of ``_native.c`` is not used."""
 MATRIX_TOLERANCE = 0.03
 """The largest relative error (norm of the difference over the reference's) a native product may show against the
@@ -93,6 +93,8 @@ def _declare(loaded: ctypes.CDLL) -> None:
     loaded.pw_q8_product.argtypes = [pointer, pointer, integer, integer, pointer, pointer, integer]
     loaded.pw_use_vnni.restype = integer
     loaded.pw_use_vnni.argtypes = [integer]
+    loaded.pw_set_low_rank.restype = integer
+    loaded.pw_set_low_rank.argtypes = [pointer, integer, integer, pointer, pointer]
 
 
 def use_vnni(wanted: bool) -> bool:
@@ -241,6 +243,26 @@ class NativeLayers:
         self._keys = (_Pointer * layers)()
         self._values = (_Pointer * layers)()
         self._capacities = (ctypes.c_long * layers)()
+        self._low_rank: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.matrices)
+
+    def set_low_rank(self, changes: Sequence[tuple[torch.Tensor, torch.Tensor] | None]) -> None:
+        """A voice's low-rank change per matrix, as quantize.py's groups hold it (``low_rank``: down [rank, in],
+        up [out, rank]); None for none. The step adds ``up @ (down @ x)`` in fp32 after each product."""
+        if len(changes) != len(self.matrices):
+            raise ValueError("the voice does not cover the native step's matrices")
+        for index, change in enumerate(changes):
+            kept = None if change is None else (change[0].float().contiguous(), change[1].float().t().contiguous())
+            rank = 0 if kept is None else int(kept[0].shape[0])
+            code = self._library.pw_set_low_rank(
+                self._handle,
+                index,
+                rank,
+                _address(None if kept is None else kept[0]),
+                _address(None if kept is None else kept[1]),
+            )
+            if code != 0:
+                raise MemoryError("the native decode step ran out of memory")
+            self._low_rank[index] = kept  # the library reads these tensors at every step
 
     def __del__(self) -> None:
         handle, self._handle = getattr(self, "_handle", None), None

@@ -482,6 +482,31 @@ class _QuantizedWeights:
         than the weight-only kernel (0.54 vs 1.36 ms for the bundled model's head) for +0.1% perplexity."""
         self._served: set[int] = set()
         self._misses = 0
+        self._voice: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.low_rank: tuple[torch.Tensor, torch.Tensor] | None = None
+        """A voice's change of this group's outputs (assistant.engine.voices): ``up @ (down @ x)`` with down
+        [rank, in_features] and up [out_features, rank], fp32, members side by side (zeros where a member has none);
+        added at full precision after the quantized product, since int4 rounding would lose a merged voice."""
+
+    def set_low_rank(self, member: int, down: torch.Tensor | None, up: torch.Tensor | None) -> None:
+        """Give a member a voice's low-rank change (None, None: take it away)."""
+        if down is None or up is None:
+            self._voice.pop(member, None)
+        else:
+            self._voice[member] = (down.float().contiguous(), up.float().contiguous())
+        if not self._voice:
+            self.low_rank = None
+            return
+        members = sorted(self._voice)
+        rank = sum(self._voice[index][0].shape[0] for index in members)
+        stacked_up = torch.zeros((self.out_features, rank))
+        downs, column = [], 0
+        for index in members:
+            down, up = self._voice[index]
+            downs.append(down)
+            stacked_up[self.rows[index], column : column + down.shape[0]] = up
+            column += down.shape[0]
+        self.low_rank = (torch.cat(downs).contiguous(), stacked_up)
 
     # --- storing ---------------------------------------------------------------------------------------------
 
@@ -664,6 +689,9 @@ class _QuantizedWeights:
     def _finish(self, result: torch.Tensor, flat: torch.Tensor, rows: slice) -> torch.Tensor:
         if self.bias is not None:
             result = result + self.bias[rows]
+        if self.low_rank is not None:  # fastpath._project adds it the same way, so both give the same scores
+            down, up = self.low_rank
+            result = result.float() + functional.linear(functional.linear(flat.float(), down), up[rows])
         if self.float_output:
             return result.float()
         return result if result.dtype == flat.dtype else result.to(flat.dtype)

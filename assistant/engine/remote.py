@@ -612,6 +612,7 @@ _NO_REMOTE_VOICES = (
     "Choose 'On this computer' in Settings to write in a voice."
 )
 
+
 class RemoteSession:
     """A model on an OpenAI-compatible server behind the ModelSession interface (``describe``, ``run``, ``suggest``)."""
 

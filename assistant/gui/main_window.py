@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
@@ -23,6 +25,9 @@ from assistant.gui.panes.editor import EditorPane
 from assistant.gui.theme import apply_theme
 from assistant.gui.util import named
 from assistant.gui.worker import AiClient, BackendChoice
+
+if TYPE_CHECKING:
+    from assistant.gui.voice_dialog import VoiceDialog
 
 CODE_FILTER = (
     "Code (*.py *.js *.ts *.tsx *.jsx *.c *.h *.cpp *.hpp *.cc *.rs *.go *.java *.kt *.rb *.php *.cs *.swift "
@@ -102,6 +107,9 @@ class MainWindow(QMainWindow):
         client.modelLoaded.connect(self._show_model)
         client.loadFailed.connect(self._show_load_failure)
         client.speedChanged.connect(lambda speed: self.status_speed.setText(f"{speed:.1f} tokens/s"))
+        client.voiceChanged.connect(self._show_voice)
+        client.voiceFailed.connect(lambda message: self.statusBar().showMessage(message, 15000))
+        self.voice_dialog: VoiceDialog | None = None
         self._show_state(client.state)
         if client.model_info is not None:
             self._show_model(client.model_info)
@@ -178,6 +186,13 @@ class MainWindow(QMainWindow):
             toolbar.addActions([action for action in pane.pane_actions() if action.property("toolbar") is not False])
             toolbar.setVisible(False)
             pane.setProperty("toolbar", toolbar)
+
+        # Learning a voice is about the writer's prose: it sits with the editor's assists (and works from any pane).
+        self.learn_voice_action = self._action("Learn my &voice…", "Ctrl+Shift+L", self.open_voice_dialog)
+        self.learn_voice_action.setToolTip("Adapt the model to your own writing, on this computer")
+        self.addAction(self.learn_voice_action)
+        self.pane_menus[0].addSeparator()
+        self.pane_menus[0].addAction(self.learn_voice_action)
 
         help_menu = menu_bar.addMenu("&Help")
         help_menu.addAction(self._action("&Keyboard shortcuts", "F1", self.show_shortcuts))
@@ -296,6 +311,38 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.editor_pane if any(s.pane == "editor" for s in leftovers) else self.code_pane)
         return restored
 
+    # --- voices --------------------------------------------------------------------------------------------
+
+    def open_voice_dialog(self) -> VoiceDialog:
+        """Learn my voice: a non-modal window, kept while the app runs (closing it lets learning go on)."""
+        from assistant.gui.voice_dialog import VoiceDialog
+
+        if self.voice_dialog is None:
+            self.voice_dialog = VoiceDialog(self.client, self.open_documents, self)
+            self.voice_dialog.useVoice.connect(self.use_voice)
+            self.voice_dialog.trainingEnded.connect(lambda message: self.statusBar().showMessage(message, 15000))
+        if self.voice_dialog.isVisible():  # behind the window: bring it forward
+            self.voice_dialog.raise_()
+            self.voice_dialog.activateWindow()
+        self.voice_dialog.show()
+        return self.voice_dialog
+
+    def open_documents(self) -> list[tuple[str, str]]:
+        """The editor's document as it is now (unsaved edits included), to learn a voice from."""
+        return [(self.editor_doc.display_name, self.editor_pane.editor.toPlainText())]
+
+    def use_voice(self, name: str) -> None:
+        """Write in the voice ``name`` ("" for none) from now on, and at the next start; the model is not reloaded."""
+        self.settings.voice = name
+        self._save_settings()
+        self.client.set_voice(name)
+
+    def _show_voice(self, info: ModelInfo) -> None:
+        self._show_model_name(info)
+        self.statusBar().showMessage(
+            f"Writing in the voice '{info.voice}' now." if info.voice else "Writing without a voice now.", 8000
+        )
+
     # --- settings ------------------------------------------------------------------------------------------
 
     def open_settings(self) -> None:
@@ -311,6 +358,7 @@ class MainWindow(QMainWindow):
         ``api_key`` (when the user typed one) goes to the key store for the new server, never to the settings file.
         """
         old_choice = self.model_choice()
+        old_voice = self.settings.voice
         self.settings = new
         self.apply_settings(new)
         self._save_settings()
@@ -322,8 +370,11 @@ class MainWindow(QMainWindow):
             except PenwrightError:
                 server = new.remote_base_url.strip()
             self.statusBar().showMessage(default_key_store().set(server, api_key), 10000)
-        if self.model_choice() != old_choice:
-            self.client.load(self.model_choice())
+        choice = self.model_choice()
+        if _without_voice(choice) != _without_voice(old_choice):
+            self.client.load(choice)  # the new model loads with the chosen voice
+        elif isinstance(choice, ModelChoice) and new.voice != old_voice:
+            self.client.set_voice(new.voice)  # another voice on the same model: no reload
         self.settingsChanged.emit(new)
 
     def model_choice(self) -> BackendChoice:
@@ -338,7 +389,7 @@ class MainWindow(QMainWindow):
                 base_url = settings.remote_base_url.strip()  # connecting says what is wrong with it
             key = default_key_store().get(base_url)
             return RemoteChoice(base_url, key, settings.remote_model, float(settings.remote_timeout_s))
-        return ModelChoice(settings.model, settings.device, settings.dtype, settings.quantize)
+        return ModelChoice(settings.model, settings.device, settings.dtype, settings.quantize, voice=settings.voice)
 
     def apply_settings(self, settings: AppSettings) -> None:
         from PySide6.QtWidgets import QApplication
@@ -363,9 +414,15 @@ class MainWindow(QMainWindow):
     # --- status --------------------------------------------------------------------------------------------
 
     def _show_state(self, state: str) -> None:
-        labels = {"loading": "Loading model…", "ready": "Ready", "generating": "Writing…", "error": "No model"}
+        labels = {
+            "loading": "Loading model…",
+            "ready": "Ready",
+            "generating": "Writing…",
+            "learning": "Learning your voice…",
+            "error": "No model",
+        }
         self.status_state.setText(labels.get(state, state))
-        self.status_progress.setVisible(state == "loading")
+        self.status_progress.setVisible(state in ("loading", "learning"))
 
     def _show_load_progress(self, stage: str) -> None:
         self.status_progress.setToolTip(stage)
@@ -377,11 +434,20 @@ class MainWindow(QMainWindow):
             self.status_model.setToolTip(f"{info.name} on the {info.server} server at {info.base_url}")
             self.statusBar().showMessage(f"Connected to {info.host}: {info.name}.", 5000)
             return
-        self.status_model.setToolTip("")
-        weights = info.weights if info.weights and info.weights != info.dtype else ""
-        self.status_model.setText(" · ".join(part for part in (info.name, info.device, weights, info.dtype) if part))
+        self._show_model_name(info)
         note = f" {info.note}" if info.note else ""
         self.statusBar().showMessage(f"Model ready ({info.load_seconds:.1f} s).{note}", 8000 if note else 5000)
+
+    def _show_model_name(self, info: ModelInfo) -> None:
+        if isinstance(info, RemoteModelInfo):
+            return
+        weights = info.weights if info.weights and info.weights != info.dtype else ""
+        voice = f"voice: {info.voice}" if info.voice else ""
+        parts = (info.name, info.device, weights, info.dtype, voice)
+        self.status_model.setText(" · ".join(part for part in parts if part))
+        self.status_model.setToolTip(
+            f"Writing in the voice '{info.voice}', learnt from your texts." if info.voice else ""
+        )
 
     def _show_load_failure(self, message: str) -> None:
         self.statusBar().showMessage(message, 15000)
@@ -440,3 +506,8 @@ class MainWindow(QMainWindow):
         self.code_doc.close_cleanly()
         self._save_settings()
         event.accept()
+
+
+def _without_voice(choice: BackendChoice) -> BackendChoice:
+    """The model choice apart from its voice: a voice alone changes without reloading the model."""
+    return replace(choice, voice="") if isinstance(choice, ModelChoice) else choice

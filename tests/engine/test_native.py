@@ -150,3 +150,54 @@ def test_vnni_and_avx2_products_give_the_same_scores() -> None:
     finally:
         native.use_vnni(True)
     assert torch.equal(results[0], results[1])
+
+
+def give_voice(model: Any, size: float = 0.5, seed: int = 3) -> None:
+    """A made-up voice of rank 4 on q, v, o, gate and down (every place the step adds one), as switch_voice puts a
+    saved one into quantized layers."""
+    generator = torch.Generator().manual_seed(seed)
+    for layer in model.model.layers:
+        for module in (
+            layer.self_attn.q_proj,
+            layer.self_attn.v_proj,
+            layer.self_attn.o_proj,
+            layer.mlp.gate_proj,
+            layer.mlp.down_proj,
+        ):
+            down = torch.randn((4, module.in_features), generator=generator) * size
+            up = torch.randn((module.out_features, 4), generator=generator) * size
+            module.group.set_low_rank(module.member, down / module.in_features**0.5, up)
+
+
+@available
+def test_a_voice_rides_along_in_the_native_step() -> None:
+    model = int4_model("llama", attention_bias=True)
+    plain = FastDecoder.for_model(model)
+    assert plain is not None and plain.native is not None
+    cache = new_cache(model.config)
+    forward_scores(model, [5, 17, 42], cache)
+    with torch.inference_mode():
+        without = plain.step(11, cache)
+    give_voice(model)
+    fast = FastDecoder.for_model(model)
+    assert fast is not None and fast.verify(model) == "" and fast.native is not None
+    cache = new_cache(model.config)
+    forward_scores(model, [5, 17, 42], cache)
+    with torch.inference_mode():
+        voiced = fast.step(11, cache)
+    assert (voiced - without).abs().max() > 0.2 * without.abs().max(), "the voice changes the scores"
+    assert compare_steps(model, [5, 17, 42, 99, 7], [11, 250, 3, 3, 64, 1], native=True) < NATIVE_STEP_TOLERANCE / 2
+    assert compare_steps(model, [5, 17, 42], [11, 250, 3]) == 0.0, "the TorchScript step adds it as the forward does"
+
+
+@available
+def test_a_native_step_that_loses_the_voice_is_never_used() -> None:
+    """A step that forgot the voice would write in the base model's: the whole-step probe, run on every switch of
+    voice (Engine.set_voice), catches it and the TorchScript step (which has it) takes over."""
+    model = int4_model("llama")
+    give_voice(model, size=1.0)
+    fast = FastDecoder.for_model(model)
+    assert fast is not None and fast.native is not None
+    fast.native.set_low_rank([None] * len(fast.native.matrices))
+    assert fast.verify(model) == ""
+    assert fast.native is None and "differ from the model's own" in fast.native_note

@@ -11,7 +11,7 @@ import contextlib
 import threading
 from dataclasses import replace
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -134,6 +134,16 @@ class SettingsDialog(QDialog):
         self.model_kind.currentIndexChanged.connect(self._update_model_fields)
         layout.addWidget(model_box)
 
+        voice_box = QGroupBox("Voice")
+        voice_form = QFormLayout(voice_box)
+        self.voice = named(QComboBox(), "settingsVoice")
+        self.voice.setToolTip("A voice learnt from your texts (Assist > Learn my voice…); switching needs no reload.")
+        self.voice_note = named(QLabel(""), "settingsVoiceNote")
+        self.voice_note.setWordWrap(True)
+        voice_form.addRow("Write in", self.voice)
+        voice_form.addRow("", self.voice_note)
+        layout.addWidget(voice_box)
+
         sampling_box = QGroupBox("Writing")
         sampling = QFormLayout(sampling_box)
         self.temperature = self._double("settingsTemperature", 0, 2, 0.05)
@@ -227,10 +237,29 @@ class SettingsDialog(QDialog):
             self.remote_model.addItem(settings.remote_model)
         self.remote_model.setCurrentText(settings.remote_model)
         self.remote_timeout.setValue(settings.remote_timeout_s)
+        self._load_voices(settings.voice)
         self._show_key_state()
         self._update_backend_fields()
         if settings.backend == "remote" and settings.remote_base_url.strip():
             self.start_model_fetch()
+
+    def _load_voices(self, current: str) -> None:
+        """None, then every saved voice (its words and perplexity as the tooltip); a missing one is shown as such."""
+        from assistant.engine.voices import list_voices
+
+        self.voice.clear()
+        self.voice.addItem("None (the model's own voice)", "")
+        for voice in list_voices():
+            self.voice.addItem(voice.name, voice.name)
+            self.voice.setItemData(self.voice.count() - 1, voice.describe(), Qt.ItemDataRole.ToolTipRole)
+        if current and self.voice.findData(current) < 0:
+            self.voice.addItem(f"{current} (not found)", current)
+            self.voice.setItemData(
+                self.voice.count() - 1,
+                f"There is no saved voice named '{current}'; the model writes without it.",
+                Qt.ItemDataRole.ToolTipRole,
+            )
+        self.voice.setCurrentIndex(max(0, self.voice.findData(current)))
 
     def _server(self) -> str:
         """The base URL as the key store files keys under it (normalized when it can be)."""
@@ -257,6 +286,16 @@ class SettingsDialog(QDialog):
         for widget in (self.base_url, self.remote_model, self.fetch_models, self.api_key, self.remote_timeout):
             widget.setEnabled(remote)
         self.model_box.setEnabled(not remote)
+        self.voice.setEnabled(not remote)
+        if remote:
+            self.voice_note.setText(
+                "Voices are learnt and used on this computer's model; a model on a server has none. "
+                "Choose 'On this computer' above to write in a voice."
+            )
+        elif self.voice.count() == 1:
+            self.voice_note.setText("No voices yet: Assist > Learn my voice… learns one from your texts.")
+        else:
+            self.voice_note.setText("")
 
     def start_model_fetch(self) -> None:
         """Ask the server for its models (GET /v1/models) on a short-lived thread; the answer fills the list."""
@@ -342,5 +381,6 @@ class SettingsDialog(QDialog):
             remote_base_url=self.base_url.text().strip(),
             remote_model=self.remote_model.currentText().strip(),
             remote_timeout_s=self.remote_timeout.value(),
+            voice=str(self.voice.currentData() or ""),
             recent_files=list(self._original.recent_files),
         )

@@ -46,7 +46,7 @@ from assistant.core.prompts import InlineRequest
 from assistant.gui.jobs import JobRunner
 from assistant.gui.qt_text import utf16_length
 from assistant.gui.streamed_insertion import insert_as_one_step
-from assistant.gui.worker import AiClient
+from assistant.gui.worker import LEARNING_MESSAGE, AiClient
 
 log = logging.getLogger(__name__)
 
@@ -395,6 +395,8 @@ class GhostTextController(QObject):
         editor = self._editor
         if self._client.model_info is None:
             return "The model is not ready yet."
+        if self._client.learning:
+            return LEARNING_MESSAGE
         if self._client.busy:
             return "The model is busy with another task; try again when it is done."
         if editor.isReadOnly() or not editor.isVisible():
