@@ -17,7 +17,7 @@ from assistant.core.errors import ModelError
 from assistant.core.prompts import StoryRequest
 from assistant.core.settings import AppSettings, SamplerSettings, load_settings
 from assistant.engine.remote import RemoteModelInfo
-from assistant.engine.session import ModelChoice, ModelInfo
+from assistant.engine.session import ModelChoice
 from assistant.gui.worker import LEARNING_MESSAGE, AiClient
 from tests.engine.test_voices import marsh_text
 from tests.gui.conftest import FakeSession
@@ -275,9 +275,9 @@ def test_closing_the_dialog_lets_learning_go_on_and_the_status_bar_says_when_it_
     dialog.close()
     with qtbot.waitSignal(training.finished, timeout=10000):
         pass
-    assert "The voice 'marsh' is learnt: held-out perplexity 30.0 → 18.0 (40% lower)." == (
+    assert (
         window.statusBar().currentMessage()
-    )
+    ) == "The voice 'marsh' is learnt: held-out perplexity 30.0 → 18.0 (40% lower)."
     assert window.open_voice_dialog().pages.currentIndex() == 2, "the result waits in the dialog"
 
 
@@ -453,4 +453,3 @@ def test_a_tiny_voice_learnt_through_the_dialog_on_the_real_model_is_then_used(
                 real_client.set_voice("")  # the session's shared engine goes back as it was for the next tests
         window._closing_confirmed = True
         window.close()
-
