@@ -321,6 +321,7 @@ class MainWindow(QMainWindow):
             self.voice_dialog = VoiceDialog(self.client, self.open_documents, self)
             self.voice_dialog.useVoice.connect(self.use_voice)
             self.voice_dialog.trainingEnded.connect(lambda message: self.statusBar().showMessage(message, 15000))
+            self.editor_pane.editor.textChanged.connect(self.voice_dialog.documents_changed)
         if self.voice_dialog.isVisible():  # behind the window: bring it forward
             self.voice_dialog.raise_()
             self.voice_dialog.activateWindow()

@@ -390,6 +390,16 @@ class VoiceDialog(QDialog):
             self.sources.insertItem(index, item)
         self.sources.blockSignals(False)
 
+    def documents_changed(self) -> None:
+        """An open document was edited: count again (after a pause) when it is ticked and the words are shown."""
+        if not self.isVisible() or self.pages.currentIndex() != 0:
+            return
+        for row in range(self.sources.count()):
+            item = self.sources.item(row)
+            if item.data(_DOCUMENT_ROLE) is not None and item.checkState() == Qt.CheckState.Checked:
+                self.count_soon()
+                return
+
     def add_paths(self, paths: Sequence[str | Path]) -> None:
         """Add files or folders to learn from (ticked); the words are counted again."""
         known = {self.sources.item(row).data(_PATH_ROLE) for row in range(self.sources.count())}

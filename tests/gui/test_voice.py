@@ -111,6 +111,17 @@ def test_the_open_document_is_counted_with_its_unsaved_edits_and_start_needs_a_n
     assert not dialog.start_button.isEnabled()
 
 
+def test_editing_the_ticked_document_counts_again(qtbot, window) -> None:
+    window.editor_pane.editor.setPlainText(WORDS)
+    dialog = window.open_voice_dialog()
+    dialog.name_input.setText("marsh")
+    qtbot.waitUntil(lambda: dialog.start_button.isEnabled(), timeout=5000)
+    window.editor_pane.editor.setPlainText("Cut to the bone.")
+    assert not dialog.start_button.isEnabled(), "counting again"
+    qtbot.waitUntil(lambda: "holds 4 words" in dialog.count_label.text(), timeout=5000)
+    assert not dialog.start_button.isEnabled()
+
+
 def test_files_and_folders_are_counted_and_bad_files_are_said(qtbot, fake_client, tmp_path: Path) -> None:
     dialog = make_dialog(qtbot, fake_client)
     dialog.name_input.setText("marsh")
