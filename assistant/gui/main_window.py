@@ -498,6 +498,16 @@ class MainWindow(QMainWindow):
                 if not document.maybe_save():
                     event.ignore()
                     return
+            training = self.client.training
+            if training is not None and not self.prompter.confirm(
+                "Stop learning your voice?",
+                "Penwright is learning your voice. Quit now? Learning stops at its next step and the best voice so "
+                "far is kept.",
+            ):
+                event.ignore()
+                return
+        if self.client.training is not None:
+            self.client.training.stop()  # the worker saves the best so far before the app's thread ends
         self._closing_confirmed = True
         for pane in self.panes:
             pane.stop()

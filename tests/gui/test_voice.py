@@ -292,6 +292,23 @@ def test_closing_the_dialog_lets_learning_go_on_and_the_status_bar_says_when_it_
     assert window.open_voice_dialog().pages.currentIndex() == 2, "the result waits in the dialog"
 
 
+def test_quitting_while_learning_asks_and_keeps_the_best_voice_so_far(qtbot, window, fake_client, fake_session) -> None:
+    fake_session.pause_after = 3
+    window.editor_pane.editor.setPlainText(WORDS)
+    window.editor_pane.editor.document().setModified(False)  # nothing to save: only the voice is asked about
+    dialog = window.open_voice_dialog()
+    training = start_training(qtbot, dialog)
+    qtbot.waitUntil(lambda: len(dialog.chart.losses) == 3, timeout=5000)
+    window.prompter.confirm_answer = False
+    assert not window.close(), "the writer chose to stay"
+    assert "Quit now? Learning stops at its next step" in window.prompter.questions[-1]
+    assert not training.cancel_token.cancelled
+    window.prompter.confirm_answer = True
+    with qtbot.waitSignal(training.finished, timeout=5000) as finished:
+        assert window.close()
+    assert finished.args[0].stopped and finished.args[0].steps == 3
+
+
 # --- using a voice ------------------------------------------------------------------------------------------------
 
 
