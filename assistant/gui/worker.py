@@ -507,7 +507,7 @@ class AiClient(QObject):
     def load(self, choice: BackendChoice) -> int:
         load_id = next(self._ids)
         self._pending_loads.add(load_id)
-        self._set_state("loading")
+        self._update_idle_state()
         self._requestLoad.emit(load_id, choice)
         return load_id
 
@@ -604,10 +604,10 @@ class AiClient(QObject):
             self.stateChanged.emit(state)
 
     def _update_idle_state(self) -> None:
-        if self._pending_loads:
-            self._set_state("loading")
-        elif self.learning:
+        if self.learning:  # a model asked for meanwhile loads once learning ends
             self._set_state("learning")
+        elif self._pending_loads:
+            self._set_state("loading")
         elif self.busy:
             self._set_state("generating")
         elif self.model_info is None:

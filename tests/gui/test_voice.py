@@ -328,6 +328,21 @@ def test_use_this_voice_switches_without_a_reload_and_the_status_bar_shows_it(qt
     assert load_settings().voice == "marsh" and window.model_choice().voice == "marsh"
 
 
+def test_learning_the_voice_in_use_again_puts_the_new_one_in_use(qtbot, counting_window) -> None:
+    window, client, session, _choices = counting_window
+    save_fake_voice("marsh")
+    with qtbot.waitSignal(client.voiceChanged, timeout=5000):
+        window.use_voice("marsh")
+    window.editor_pane.editor.setPlainText(WORDS)
+    dialog = window.open_voice_dialog()
+    dialog.name_input.setText("marsh")
+    dialog.replace_box.setChecked(True)
+    with qtbot.waitSignal(client.voiceChanged, timeout=10000) as changed:
+        training = start_training(qtbot, dialog)
+    assert training.report is not None and session.learnt[-1][2] is True, "learnt with replace"
+    assert session.voice_calls == ["marsh", "", "marsh"] and changed.args[0].voice == "marsh"
+
+
 def test_settings_list_the_voices_and_changing_the_voice_calls_set_voice_without_a_reload(
     qtbot, counting_window
 ) -> None:
