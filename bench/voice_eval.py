@@ -8,6 +8,8 @@ another book in the same voice (Exodus 1-6 by default), so nothing of them leaks
 Reported (``bench/results/voice.json``):
 - ``perplexity``: the bundled model's held-out perplexity on the evaluation chapters (256-token windows) in full
   precision, without and with the voice, and with the voice at the default int4 settings (goal: 25% lower);
+- ``using``: the voice switched on in the running default (4-bit) model: how long the switch takes against a model
+  load, and decode tokens/s without and with it, alternating rounds in the same process (goal: the same speed);
 - ``style``: a function-word profile distance. For each of ``--prompts`` paragraphs of the evaluation chapters, the
   model continues the paragraph's first verse greedily (64 tokens, repetition penalty 1.1, the default int4
   settings), without and with the voice; the relative frequencies of ``FUNCTION_WORDS`` over all continuations are
@@ -86,14 +88,37 @@ def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def continuations(loaded: Any, prompts: list[str], tokens: int) -> list[str]:
+def continuations(engine: Any, prompts: list[str], tokens: int) -> list[str]:
     from assistant.core.prompts import Prompt
     from assistant.core.settings import SamplerSettings
-    from assistant.engine.generate import Engine
 
-    engine = Engine(loaded)
     settings = SamplerSettings(temperature=0, max_new_tokens=tokens, repetition_penalty=1.1)
     return [engine.generate(Prompt(text=prompt), settings) for prompt in prompts]
+
+
+def decode_speeds(engine: Any, prompt: str, rounds: int) -> dict[str, Any]:
+    """Decode tokens/s without and with the voice, alternating rounds in one process (128 tokens each, sampled so
+    no stop string ends a round early; the median of the rounds)."""
+    from statistics import median
+
+    from assistant.core.prompts import Prompt
+    from assistant.core.settings import SamplerSettings
+
+    settings = SamplerSettings(temperature=0.8, max_new_tokens=128, seed=1)
+    speeds: dict[str, list[float]] = {"without": [], "with": []}
+    for _ in range(rounds):
+        for label, voice in (("without", None), ("with", "kjv")):
+            engine.set_voice(voice)
+            engine.generate(Prompt(text=prompt), settings)
+            speeds[label].append(engine.last_stats.tok_s)
+    engine.set_voice("kjv")
+    return {
+        "without": round(median(speeds["without"]), 1),
+        "with": round(median(speeds["with"]), 1),
+        "ratio": round(median(speeds["with"]) / median(speeds["without"]), 3),
+        "rounds": {label: [round(value, 1) for value in values] for label, values in speeds.items()},
+        "decode_path": engine.decode_path,
+    }
 
 
 def main() -> int:
@@ -109,6 +134,7 @@ def main() -> int:
         "--reuse", action="store_true", help="measure the voice 'kjv' already in PENWRIGHT_PROFILE (no training)"
     )
     parser.add_argument("--eval-threads", type=int, default=None, help="torch threads for the measurements")
+    parser.add_argument("--speed-rounds", type=int, default=5, help="alternating decode rounds without/with the voice")
     args = parser.parse_args()
     if shutil.which("bible") is None:
         print("voice_eval: needs the KJV: apt-get install bible-kjv", file=sys.stderr)
@@ -183,28 +209,35 @@ def main() -> int:
 
     voiced_fp32 = load_model(device="cpu", dtype="float32", quantize="none", voice="kjv")
     voice_perplexity = perplexity(voiced_fp32.model, eval_windows, voiced_fp32.input_device)
-    voiced_int8 = load_model(device="cpu", quantize="int8", voice="kjv")
-    voice_int8_perplexity = perplexity(voiced_int8.model, eval_windows, voiced_int8.input_device)
-    del voiced_int8
-    base_int4 = load_model(device="cpu")
-    voiced_int4 = load_model(device="cpu", voice="kjv")
-    base_int4_perplexity = perplexity(base_int4.model, eval_windows, base_int4.input_device)
-    voice_int4_perplexity = perplexity(voiced_int4.model, eval_windows, voiced_int4.input_device)
-    print(
-        f"perplexity fp32 {base_perplexity:.2f} -> {voice_perplexity:.2f}; int4 {base_int4_perplexity:.2f} -> "
-        f"{voice_int4_perplexity:.2f}",
-        flush=True,
-    )
+    # The app's path: the default 4-bit model, the voice switched on and off in place (Engine.set_voice).
+    from assistant.engine.generate import Engine
 
+    load_started = time.perf_counter()
+    base_int4 = load_model(device="cpu")
+    engine = Engine(base_int4)
+    reload_s = time.perf_counter() - load_started
+    base_int4_perplexity = perplexity(base_int4.model, eval_windows, base_int4.input_device)
     step = max(1, len(held_out_paragraphs) // args.prompts)
     chosen = held_out_paragraphs[::step][: args.prompts]
     prompts = [re.split(r"(?<=[.:;?!])\s", paragraph, maxsplit=1)[0] for paragraph in chosen]
     started = time.perf_counter()
-    base_texts = continuations(base_int4, prompts, args.tokens)
-    voice_texts = continuations(voiced_int4, prompts, args.tokens)
-    generation_s = time.perf_counter() - started
-    base_fp32_texts = continuations(loaded, prompts, args.tokens)
-    voice_fp32_texts = continuations(voiced_fp32, prompts, args.tokens)
+    base_texts = continuations(engine, prompts, args.tokens)
+    switch_started = time.perf_counter()
+    engine.set_voice("kjv")
+    switch_s = time.perf_counter() - switch_started
+    voice_int4_perplexity = perplexity(base_int4.model, eval_windows, base_int4.input_device)
+    voice_texts = continuations(engine, prompts, args.tokens)
+    generation_s = time.perf_counter() - started - switch_s
+    print(
+        f"perplexity fp32 {base_perplexity:.2f} -> {voice_perplexity:.2f}; int4 {base_int4_perplexity:.2f} -> "
+        f"{voice_int4_perplexity:.2f}; switching the voice on took {switch_s * 1000:.0f} ms "
+        f"(loading the model {reload_s:.1f} s); decoding: {engine.decode_path}",
+        flush=True,
+    )
+    speed = decode_speeds(engine, prompts[0], args.speed_rounds)
+    print(f"decode tok/s without / with the voice: {speed['without']} / {speed['with']}", flush=True)
+    base_fp32_texts = continuations(Engine(loaded), prompts, args.tokens)
+    voice_fp32_texts = continuations(Engine(voiced_fp32), prompts, args.tokens)
     target = profile(held_out_paragraphs)
     base_distance, voice_distance = distance(profile(base_texts), target), distance(profile(voice_texts), target)
     base_fp32_distance = distance(profile(base_fp32_texts), target)
@@ -231,8 +264,6 @@ def main() -> int:
             "base_int4": round(base_int4_perplexity, 3),
             "voice_int4": round(voice_int4_perplexity, 3),
             "lower_int4": round(1 - voice_int4_perplexity / base_int4_perplexity, 4),
-            "voice_int8": round(voice_int8_perplexity, 3),
-            "lower_int8_vs_base_int4": round(1 - voice_int8_perplexity / base_int4_perplexity, 4),
             "goal_lower": 0.25,
             "voice_selection_held_out": {"before": report.perplexity_before, "after": report.perplexity_after},
         },
@@ -253,6 +284,13 @@ def main() -> int:
                 "base_fp32": base_fp32_texts[0],
                 "voice_fp32": voice_fp32_texts[0],
             },
+        },
+        "using": {
+            "what": "the default 4-bit model with the voice beside its weights (Engine.set_voice, no reload)",
+            "switch_ms": round(switch_s * 1000, 1),
+            "model_load_s": round(reload_s, 2),
+            "decode_tok_s": speed,
+            "load_average": load_average(),
         },
         "training": {
             "minutes": report.minutes,

@@ -13,8 +13,9 @@ Python, about 20% slower.
 Only single-token steps take this path (decoding, and the prompt's last token); prompts still run through the
 model's forward, where the matrix products dominate. It covers the families whose decoder layer is transformers'
 plain Llama one (Llama, Mistral, Qwen2: RMSNorm, rotary positions, grouped-query attention, a SiLU-gated MLP) on one
-CPU device; anything else (sliding windows, norms on q/k, remote code, adapters, offloading hooks, GPUs) keeps the
-model's own forward.
+CPU device; anything else (sliding windows, norms on q/k, remote code, PEFT adapters, offloading hooks, GPUs) keeps
+the model's own forward. A voice (voices.py) is no PEFT adapter at run time: quantized groups hold its low-rank
+change, which both steps add as the groups do (:meth:`FastDecoder.refresh_voice`).
 """
 
 from __future__ import annotations

@@ -127,14 +127,19 @@ class EngineSession:
         """
         import gc
 
-        from assistant.engine.voices import load_for_training, train_voice
+        from assistant.engine.voices import TrainingStopped, load_for_training, train_voice
 
+        stopped = TrainingStopped("Learning the voice was stopped before it began; nothing was saved.")
+        if cancel is not None and cancel.cancelled:
+            raise stopped
         loaded = self.engine.loaded
         source = loaded.source
         training = load_for_training(
             str(source.gguf_file or source.location), device=loaded.placement.device, progress=loading
         )
         try:
+            if cancel is not None and cancel.cancelled:  # Stop while the weights loaded: say so now, not later
+                raise stopped
             return train_voice(training, texts, name, options, progress=progress, cancel=cancel, replace=replace)
         finally:
             del training

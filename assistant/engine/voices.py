@@ -480,6 +480,11 @@ def train_voice(
         base_sample = _greedy(peft_model, tokenizer, prompt_ids, options.sample_tokens, device)  # LoRA starts at 0
         before = _perplexity(peft_model, eval_windows, device)
         best_loss, best_step = math.log(before), 0
+        report_progress(
+            TrainingProgress(
+                0, 0, math.nan, 0.0, time.perf_counter() - started, budget, before, before, stage="measuring"
+            )
+        )
         trainable = [parameter for parameter in peft_model.parameters() if parameter.requires_grad]
         best_state = [parameter.detach().clone() for parameter in trainable]
         optimizer = torch.optim.AdamW(trainable, lr=options.learning_rate, weight_decay=0.0)

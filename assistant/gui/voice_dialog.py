@@ -92,6 +92,8 @@ class LossChart(QWidget):
         self.update()
 
     def add(self, progress: TrainingProgress) -> None:
+        if progress.stage == "measuring" and progress.held_out_perplexity is not None and not self.perplexities:
+            self.perplexities.append((0, progress.held_out_perplexity))  # before training
         if progress.stage == "training":
             if math.isfinite(progress.loss):
                 self.losses.append((progress.step, progress.loss))
@@ -214,7 +216,7 @@ class VoiceDialog(QDialog):
         self._count_message = ""
         self._last_model_problem = ""
         self._before: float | None = None
-        """The held-out perplexity before training (the first "best" reported)."""
+        """The held-out perplexity before training (measured before the first step)."""
         self._latest: float | None = None
         self._result_name = ""
         self._relay = _CountRelay()
@@ -597,7 +599,7 @@ class VoiceDialog(QDialog):
             self.chart.add(progress)
             if progress.held_out_perplexity is not None:
                 self._latest = progress.held_out_perplexity
-            if self._before is None and progress.stage == "training" and progress.best_perplexity:
+            if self._before is None and progress.stage in ("measuring", "training") and progress.best_perplexity:
                 self._before = progress.best_perplexity
         last = steps[-1]
         stopping = self.training is not None and self.training.stopping

@@ -256,3 +256,42 @@ def test_training_needs_full_precision_weights_and_a_free_name(
         train_voice(training_model, marsh_texts, "marsh", options())
     with pytest.raises(InputError, match="A voice name is"):
         train_voice(training_model, marsh_texts, "../escape", options())
+
+
+def test_the_app_session_switches_and_learns_voices(
+    trained: Any, loaded_model: Any, marsh_texts: VoiceTexts, session_profile: Path
+) -> None:
+    """What the app's worker calls: set_voice (no reload, the status bar's ModelInfo says the voice) and learn_voice
+    (a full-precision copy loaded apart for the training; the session's own model untouched)."""
+    from assistant.core.errors import InputError
+    from assistant.engine.generate import Engine
+    from assistant.engine.remote import RemoteSession
+    from assistant.engine.session import EngineSession
+    from assistant.engine.voices import read_voice
+
+    install(trained[1])
+    session = EngineSession(Engine(loaded_model))
+    weights = loaded_model.model.model.layers[0].self_attn.q_proj.group.tensors()
+    try:
+        assert session.set_voice("marsh").voice == "marsh"
+        with pytest.raises(ModelError, match="no voice named"):
+            session.set_voice("fog")
+        assert session.describe().voice == "marsh"
+        stages: list[str] = []
+        report = session.learn_voice(
+            marsh_texts,
+            "heron",
+            options(max_steps=2, sample_tokens=2, max_eval_windows=1),
+            loading=lambda s, _f: stages.append(s),
+        )
+        assert report.steps == 2 and read_voice("heron").report["steps"] == 2 and stages
+        assert session.describe().voice == "marsh" and session.describe().weights == "int4"
+        assert all(
+            value.equal(loaded_model.model.model.layers[0].self_attn.q_proj.group.tensors()[key])
+            for key, value in weights.items()
+        )
+        assert session.set_voice("").voice == ""
+    finally:
+        session.set_voice("")
+    with pytest.raises(InputError, match="a model on a server has none"):
+        RemoteSession.set_voice(object.__new__(RemoteSession), "marsh")
