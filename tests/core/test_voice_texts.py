@@ -113,3 +113,18 @@ def test_a_200_mb_file_is_refused_from_its_size_at_once(tmp_path: Path) -> None:
 
 def test_counting_words() -> None:
     assert count_words("It's a dog’s life — isn't it?") == 6
+
+
+def test_open_documents_count_with_their_unsaved_text_beside_files(tmp_path: Path) -> None:
+    """The app passes the open document as it is now (unsaved edits too), read as Markdown when its name says so."""
+    paragraph = "The heron waited in the reeds while the tide turned, and nobody in the village looked up. "
+    (tmp_path / "saved.txt").write_text("\n\n".join([paragraph * 3] * 40), encoding="utf-8")
+    document = "# Chapter Two\n\n" + "\n\n".join(["**" + paragraph.strip() + "**"] * 12)
+    texts = load_texts([tmp_path / "saved.txt"], documents=[("Chapter 2.md", document)])
+    assert [file.path.name for file in texts.files] == ["Chapter 2.md", "saved.txt"]
+    assert texts.files[0].words == 12 * count_words(paragraph) and len(texts.files[0].sha256) == 64
+    assert not any("**" in text or "Chapter Two" in text for text in texts.train + texts.held_out)
+    alone = load_texts([], documents=[("Chapter 2.md", "\n\n".join([document] * 20))])
+    assert alone.words == 20 * texts.files[0].words
+    with pytest.raises(InputError, match="'Draft' holds 3 words"):
+        load_texts([], documents=[("Draft", "Just three words")])
