@@ -96,7 +96,7 @@ def continuations(engine: Any, prompts: list[str], tokens: int) -> list[str]:
     return [engine.generate(Prompt(text=prompt), settings) for prompt in prompts]
 
 
-def decode_speeds(engine: Any, prompt: str, rounds: int) -> dict[str, Any]:
+def decode_speeds(engine: Any, prompt: str, rounds: int, voice: str = "kjv") -> dict[str, Any]:
     """Decode tokens/s without and with the voice, alternating rounds in one process (128 tokens each, sampled so
     no stop string ends a round early; the median of the rounds)."""
     from statistics import median
@@ -107,11 +107,11 @@ def decode_speeds(engine: Any, prompt: str, rounds: int) -> dict[str, Any]:
     settings = SamplerSettings(temperature=0.8, max_new_tokens=128, seed=1)
     speeds: dict[str, list[float]] = {"without": [], "with": []}
     for _ in range(rounds):
-        for label, voice in (("without", None), ("with", "kjv")):
-            engine.set_voice(voice)
+        for label, name in (("without", None), ("with", voice)):
+            engine.set_voice(name)
             engine.generate(Prompt(text=prompt), settings)
             speeds[label].append(engine.last_stats.tok_s)
-    engine.set_voice("kjv")
+    engine.set_voice(voice)
     return {
         "without": round(median(speeds["without"]), 1),
         "with": round(median(speeds["with"]), 1),

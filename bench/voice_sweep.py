@@ -5,7 +5,9 @@ for the same number of steps (``--steps``, 256-token windows, the same order of 
 the seconds, not the result; each setting's seconds per step are reported beside its perplexity, measured in the
 same run, because the user's budget is minutes, not steps. Written to ``bench/results/voice_sweep.json``.
 
-Run: ``HF_HUB_OFFLINE=1 .venv/bin/python bench/voice_sweep.py [--steps 80]``. Needs ``apt-get install bible-kjv``.
+Run: ``HF_HUB_OFFLINE=1 .venv/bin/python bench/voice_sweep.py [--steps 80]``; with ``--minutes 8 --only 0,6 --out
+FILE``, chosen settings train for the app's time budget and are measured in use (int4 perplexity, decode speed).
+Needs ``apt-get install bible-kjv``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cpu_class  # noqa: E402  (bench/, the script's own folder)
-from voice_eval import as_paragraphs, chapter, load_average  # noqa: E402
+from voice_eval import as_paragraphs, chapter, decode_speeds, load_average  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results") / "voice_sweep.json"
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -39,11 +41,32 @@ SETTINGS: list[dict[str, Any]] = [
 ]
 
 
+def in_use(voice: str, eval_windows: list[list[int]], prompt: str) -> dict[str, Any]:
+    """The voice in the default 4-bit model, as the app uses it: held-out perplexity, and decode speed without and
+    with it (alternating rounds)."""
+    from assistant.engine.generate import Engine
+    from assistant.engine.models import load_model
+    from assistant.engine.voices import perplexity
+
+    engine = Engine(load_model(device="cpu"))
+    engine.set_voice(voice)
+    voiced = perplexity(engine.model, eval_windows, "cpu")
+    speed = decode_speeds(engine, prompt, 3, voice)
+    return {"exodus_perplexity_int4": round(voiced, 3), "decode_tok_s": speed}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--words", type=int, default=20_000)
     parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="train each setting for the app's time budget instead of --steps, and measure it in use (int4, speed)",
+    )
+    parser.add_argument("--only", type=str, default="", help="comma-separated indices of SETTINGS to run")
     args = parser.parse_args()
     if shutil.which("bible") is None:
         print("voice_sweep: needs the KJV: apt-get install bible-kjv", file=sys.stderr)
@@ -73,10 +96,15 @@ def main() -> int:
     print(f"base perplexity on Exodus 1-6: {base:.2f}", flush=True)
     rows = []
     load_before = load_average()
-    for index, setting in enumerate(SETTINGS):
-        options = TrainingOptions(
-            max_steps=args.steps, minutes=600, evaluations=4, max_eval_windows=12, sample_tokens=1, **setting
-        )
+    chosen = [int(index) for index in args.only.split(",")] if args.only else range(len(SETTINGS))
+    for index in chosen:
+        setting = SETTINGS[index]
+        if args.minutes:  # as the app trains: the time budget, its default checks
+            options = TrainingOptions(minutes=args.minutes, sample_tokens=1, **setting)
+        else:
+            options = TrainingOptions(
+                max_steps=args.steps, minutes=600, evaluations=4, max_eval_windows=12, sample_tokens=1, **setting
+            )
         started = time.perf_counter()
         report = train_voice(loaded, texts, f"sweep-{index}", options)
         seconds = time.perf_counter() - started
@@ -93,13 +121,17 @@ def main() -> int:
             "seconds_per_step": round(report.minutes * 60 / report.steps, 2),
             "tokens_per_s": report.tokens_per_s,
             "wall_s": round(seconds, 1),
+            "steps": report.steps,
         }
+        if args.minutes:
+            row.update(in_use(f"sweep-{index}", eval_windows, prompt=exodus[0]))
         rows.append(row)
         print(json.dumps(row), flush=True)
     result = {
         "what": "training settings compared at the same number of steps on the KJV (train Genesis, measure Exodus 1-6)",
         "cpu": cpu_class.cpu_model(),
-        "steps": args.steps,
+        "steps": None if args.minutes else args.steps,
+        "minutes": args.minutes,
         "window_tokens": 256,
         "base_exodus_perplexity": round(base, 3),
         "rows": rows,
