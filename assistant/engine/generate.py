@@ -241,15 +241,20 @@ class Engine:
             from assistant.engine.fastpath import FastDecoder
 
             self._fast = FastDecoder.for_model(self.model, native=native_step)
-            if self._fast is not None:
-                try:
-                    reason = self._fast.verify(self.model)  # also the warm-up of a scripted step
-                except (RuntimeError, MemoryError) as error:  # the model's own forward still works
-                    reason = f"it failed: {error}"
-                if reason:
-                    self.fast_step_note = f"The fast decode step is off on this CPU, {reason}."
-                    log.warning("Decoding through the model's forward: %s", self.fast_step_note)
-                    self._fast = None
+            self._check_fast_step()
+
+    def _check_fast_step(self) -> None:
+        """Keep the fast step only while it gives the model's own scores on a probe (also its warm-up)."""
+        if self._fast is None:
+            return
+        try:
+            reason = self._fast.verify(self.model)
+        except (RuntimeError, MemoryError) as error:  # the model's own forward still works
+            reason = f"it failed: {error}"
+        if reason:
+            self.fast_step_note = f"The fast decode step is off on this CPU, {reason}."
+            log.warning("Decoding through the model's forward: %s", self.fast_step_note)
+            self._fast = None
 
     # --- voices --------------------------------------------------------------------------------------------
 
@@ -273,11 +278,7 @@ class Engine:
         self._prefix = PrefixCache(self.model)
         if self._fast is not None:
             self._fast.refresh_voice()
-            reason = self._fast.verify(self.model)
-            if reason:
-                self.fast_step_note = f"The fast decode step is off on this CPU, {reason}."
-                log.warning("Decoding through the model's forward: %s", self.fast_step_note)
-                self._fast = None
+            self._check_fast_step()  # checked again with the voice it now adds
 
     # --- prompts -------------------------------------------------------------------------------------------
 

@@ -482,6 +482,9 @@ class _QuantizedWeights:
         than the weight-only kernel (0.54 vs 1.36 ms for the bundled model's head) for +0.1% perplexity."""
         self._served: set[int] = set()
         self._misses = 0
+        self.exact_activations = False
+        """Multiply fp32 activations instead of bf16 ones (the same weights): the reference the native decode step is
+        checked against (fastpath.py), since bf16 rounding of the activations is most of the forward's own error."""
         self._voice: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.low_rank: tuple[torch.Tensor, torch.Tensor] | None = None
         """A voice's change of this group's outputs (assistant.engine.voices): ``up @ (down @ x)`` with down
@@ -632,15 +635,25 @@ class _QuantizedWeights:
 
     def _few_rows(self, flat: torch.Tensor) -> torch.Tensor:
         """Decoding and short prompts: torch's quantized kernels, without the bias."""
-        if self.int8_activations:
+        if self.int8_activations and not self.exact_activations:
             # Activations quantized per row (symmetric int8), then an int8 x int8 GEMM (VNNI where the CPU has it).
             activations = flat.float()
             activation_step = activations.abs().amax(dim=-1, keepdim=True).clamp_(min=1e-10) / 127.0
             codes = torch.round(activations / activation_step).to(torch.int8)
             return torch._int_mm(codes, self.qweight.t()).float().mul_(activation_step).mul_(self.step_row)
         if self.mode == "int8":
-            return torch.ops.aten._weight_int8pack_mm(_bf16(flat), self.qweight, self.scale)
-        return torch.ops.aten._weight_int4pack_mm_for_cpu(_bf16(flat), self.packed, INT4_GROUP_SIZE, self.step_and_zero)
+            return torch.ops.aten._weight_int8pack_mm(self._activations(flat), self.qweight, self._like(self.scale))
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(
+            self._activations(flat), self.packed, INT4_GROUP_SIZE, self._like(self.step_and_zero)
+        )
+
+    def _activations(self, flat: torch.Tensor) -> torch.Tensor:
+        """What the kernels multiply: bf16, or fp32 while the fast step is checked (``exact_activations``)."""
+        return flat.float() if self.exact_activations else _bf16(flat)
+
+    def _like(self, scales: torch.Tensor) -> torch.Tensor:
+        """The kernels want scales in the activations' dtype."""
+        return scales.float() if self.exact_activations else scales
 
     def output(self, member: int, inputs: torch.Tensor) -> torch.Tensor:
         """This member's part of ``inputs @ W.T``, shared with its siblings while they read the same tensor."""
@@ -673,7 +686,9 @@ class _QuantizedWeights:
         elif flat.shape[0] > self.prefill_rows or (self.mode == "int4" and not _whole_blocks(rows)):
             result = self.product(flat)[:, rows]
         elif self.mode == "int8":
-            result = torch.ops.aten._weight_int8pack_mm(_bf16(flat), self.qweight[rows], self.scale[rows])
+            result = torch.ops.aten._weight_int8pack_mm(
+                self._activations(flat), self.qweight[rows], self._like(self.scale[rows])
+            )
             result = self._finish(result, flat, rows)
         else:  # the member's own rows, packed by the kernel from our codes (never sliced out of its packing)
             if member not in self._member_packed:
@@ -682,7 +697,9 @@ class _QuantizedWeights:
                     self.step_and_zero[:, rows].contiguous(),
                 )
             packed, scales = self._member_packed[member]
-            result = torch.ops.aten._weight_int4pack_mm_for_cpu(_bf16(flat), packed, INT4_GROUP_SIZE, scales)
+            result = torch.ops.aten._weight_int4pack_mm_for_cpu(
+                self._activations(flat), packed, INT4_GROUP_SIZE, self._like(scales)
+            )
             result = self._finish(result, flat, rows)
         return result.reshape(*inputs.shape[:-1], self.sizes[member])
 

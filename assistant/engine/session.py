@@ -129,9 +129,8 @@ class EngineSession:
 
         from assistant.engine.voices import TrainingStopped, load_for_training, train_voice
 
-        stopped = TrainingStopped("Learning the voice was stopped before it began; nothing was saved.")
         if cancel is not None and cancel.cancelled:
-            raise stopped
+            raise TrainingStopped()
         loaded = self.engine.loaded
         source = loaded.source
         training = load_for_training(
@@ -139,7 +138,7 @@ class EngineSession:
         )
         try:
             if cancel is not None and cancel.cancelled:  # Stop while the weights loaded: say so now, not later
-                raise stopped
+                raise TrainingStopped()
             return train_voice(training, texts, name, options, progress=progress, cancel=cancel, replace=replace)
         finally:
             del training

@@ -111,6 +111,9 @@ class TrainingStopped(PenwrightError):
 
     exit_code = 130
 
+    def __init__(self, message: str = "Learning the voice was stopped before it began; nothing was saved.") -> None:
+        super().__init__(message)
+
 
 @dataclass
 class VoiceReport:
@@ -544,7 +547,7 @@ def train_voice(
                 )
             )
         if step == 0:
-            raise TrainingStopped("Learning the voice was stopped before it began; nothing was saved.")
+            raise TrainingStopped()
         with torch.no_grad():
             for parameter, saved in zip(trainable, best_state, strict=True):
                 parameter.copy_(saved)

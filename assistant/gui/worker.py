@@ -26,6 +26,7 @@ from assistant.core.settings import SamplerSettings
 from assistant.engine.generate import CancelToken
 from assistant.engine.remote import RemoteChoice
 from assistant.engine.session import ModelChoice, ModelInfo, ModelSession, ProgressCallback
+from assistant.engine.voices import TrainingStopped
 
 if TYPE_CHECKING:
     from assistant.core.voice_texts import VoiceTexts
@@ -40,7 +41,7 @@ LEARNING_MESSAGE = (
     "The model is learning your voice; it writes again when that ends, or when you press Stop in Learn my voice."
 )
 """What a writer is told when they ask the model for text while a voice is being learnt."""
-TRAINING_STOPPED_MESSAGE = "Learning the voice was stopped before it began; nothing was saved."
+TRAINING_STOPPED_MESSAGE = str(TrainingStopped())
 
 T = TypeVar("T")
 

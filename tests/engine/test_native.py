@@ -201,3 +201,23 @@ def test_a_native_step_that_loses_the_voice_is_never_used() -> None:
     fast.native.set_low_rank([None] * len(fast.native.matrices))
     assert fast.verify(model) == ""
     assert fast.native is None and "differ from the model's own" in fast.native_note
+
+
+def test_the_native_steps_reference_multiplies_fp32_activations() -> None:
+    """The forward the native step is checked against: the same int4 weights, fp32 activations (bf16 ones and the
+    head's per-row int8 ones carry most of the forward's own error)."""
+    from assistant.engine.fastpath import _exact_activations
+
+    model = int4_model("llama")
+    group = model.model.layers[0].self_attn.q_proj.group
+    inputs = torch.randn((1, group.in_features), generator=torch.Generator().manual_seed(5))
+    reference = torch.nn.functional.linear(inputs, group.dequantized())
+    with _exact_activations(model, True):
+        exact = group.product(inputs)
+    usual = group.product(inputs)
+    assert not group.exact_activations, "only while the step is checked"
+
+    def error(result: torch.Tensor) -> float:
+        return float((result.float() - reference).norm() / reference.norm())
+
+    assert error(exact) < 1e-5 < error(usual)
