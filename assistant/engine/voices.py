@@ -49,11 +49,15 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
 
 @dataclass(frozen=True)
 class TrainingOptions:
-    """How a voice is trained. Measured on the 2-core reference CPU (idle): rank 8 on the attention's q/v
-    projections trains at ~260-270 tokens/s with 128-512-token windows (all seven projections: ~200 tokens/s at 128);
-    with these defaults (learning rate 1e-3, a short warm-up, a linear decay, 8 minutes) bench/voice_eval.py lowers
-    the held-out perplexity of 20,000 words of the KJV by 27%. Other ranks, targets and learning rates were not
-    compared on held-out loss yet."""
+    """How a voice is trained, with defaults chosen by measurement on the 2-core reference CPU and the KJV
+    (bench/voice_eval.py, bench/voice_sweep.py; held-out perplexity on Exodus, 18.4 for the base model):
+
+    - rank 8 on the attention's q/v projections, learning rate 1e-3, 8 minutes: 13.1 (29% lower), in int4 too;
+    - at equal steps (80) the learning rate 5e-4 / 1e-3 / 2e-3 gave 15.1 / 14.2 / 13.6 and rank 4 / 8 / 16 gave
+      14.6 / 14.2 / 13.9; over the whole 8 minutes 2e-3 fell behind (13.3 after 558 steps against 13.1 after 270);
+    - all seven projections learn more (12.8 at 80 steps, 12.7 in 8 minutes, 31% lower) but a voice on them made the
+      native int4 step 0.79x as fast (98.7 against 124.8 tokens/s), while a q/v voice decodes at the same speed
+      (1.0x): Penwright keeps q/v, so a voice costs nothing while writing."""
 
     minutes: float = 8.0
     """Training stops after this many minutes (the held-out checks included), keeping the best adapter; with the
