@@ -221,3 +221,15 @@ def test_the_native_steps_reference_multiplies_fp32_activations() -> None:
         return float((result.float() - reference).norm() / reference.norm())
 
     assert error(exact) < 1e-5 < error(usual)
+
+
+@pytest.mark.parametrize("mode", ["int4", "int8"])
+def test_the_torchscript_step_adds_a_voice_as_the_forward_does(mode: str) -> None:
+    """Where the native step does not run (arm64, the "default" CPU class, int8 models) a voice still decodes on the
+    TorchScript step, bit for bit as the forward computes it."""
+    model = tiny_model("qwen2")
+    quantize_model(model, mode)
+    give_voice(model)
+    fast = FastDecoder.for_model(model, native=False)
+    assert fast is not None and fast.verify(model) == ""
+    assert compare_steps(model, [5, 17, 42], [11, 250, 3]) == 0.0
