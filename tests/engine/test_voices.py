@@ -173,6 +173,27 @@ def test_a_voiced_4bit_model_stays_int4_on_the_same_step_and_keeps_the_voice(
     assert with_voice < 0.85 * base, (base, with_voice)
 
 
+def test_a_voice_merged_into_bf16_weights_is_kept(trained: Any, marsh_texts: VoiceTexts) -> None:
+    """What a GPU runs: full-precision layers in bf16 get the voice merged in, and bf16 rounding does not lose it."""
+    import torch
+
+    from assistant.core.voice_texts import windows
+    from assistant.engine.models import load_model
+    from assistant.engine.voices import perplexity, switch_voice
+
+    install(trained[1])
+    model = load_model(device="cpu", dtype="bfloat16", quantize="none")
+    assert model.model.dtype == torch.bfloat16
+
+    def encode(text: str) -> list[int]:
+        return list(model.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    held_out = windows(marsh_texts.held_out, encode, 128)[:4]
+    base = perplexity(model.model, held_out, "cpu")
+    assert switch_voice(model, "marsh") == "marsh"
+    assert perplexity(model.model, held_out, "cpu") < 0.85 * base
+
+
 def test_switching_voices_reloads_nothing_and_the_base_comes_back_exactly(
     trained: Any, loaded_model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
