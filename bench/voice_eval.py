@@ -74,6 +74,27 @@ def as_paragraphs(verses: list[str], per_paragraph: int = 4) -> str:
     return "\n\n".join(" ".join(verses[i : i + per_paragraph]) for i in range(0, len(verses), per_paragraph))
 
 
+def write_genesis(folder: Path, words: int) -> int:
+    """Genesis from chapter 1 on, one .txt file a chapter, until about ``words`` words; returns the chapter count."""
+    from assistant.core.voice_texts import count_words
+
+    folder.mkdir(parents=True)
+    written, number = 0, 0
+    while written < words and number < 50:
+        number += 1
+        text = as_paragraphs(chapter("Genesis", number))
+        written += count_words(text)
+        (folder / f"genesis-{number:02d}.txt").write_text(text, encoding="utf-8")
+    return number
+
+
+def book_paragraphs(book: str, chapters: int) -> list[str]:
+    """The first chapters of a book as paragraphs (the evaluation text)."""
+    from assistant.core.voice_texts import paragraphs
+
+    return [p for n in range(1, chapters + 1) for p in paragraphs(as_paragraphs(chapter(book, n)))]
+
+
 def profile(texts: list[str]) -> dict[str, float]:
     counts = Counter(word for text in texts for word in _WORD.findall(text.lower()) if word in FUNCTION_WORDS)
     total = sum(counts.values()) or 1
@@ -142,23 +163,16 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="penwright-voice-eval-"))
     os.environ.setdefault("PENWRIGHT_PROFILE", str(work / "profile"))
-    from assistant.core.voice_texts import count_words, load_texts, paragraphs
+    from assistant.core.voice_texts import count_words, load_texts
     from assistant.engine.models import load_model
     from assistant.engine.voices import TrainingOptions, VoiceReport, load_for_training, perplexity, train_voice
 
     texts_folder = work / "genesis"
-    texts_folder.mkdir()
-    words, number = 0, 1
-    while words < args.words and number <= 50:
-        text = as_paragraphs(chapter("Genesis", number))
-        words += count_words(text)
-        (texts_folder / f"genesis-{number:02d}.txt").write_text(text, encoding="utf-8")
-        number += 1
-    held_out_text = [as_paragraphs(chapter(args.eval_book, n)) for n in range(1, args.eval_chapters + 1)]
-    held_out_paragraphs = [p for text in held_out_text for p in paragraphs(text)]
+    chapters = write_genesis(texts_folder, args.words)
+    held_out_paragraphs = book_paragraphs(args.eval_book, args.eval_chapters)
     texts = load_texts([texts_folder])
     print(
-        f"{texts.words:,} training words in {number - 1} chapters; evaluation {args.eval_book} 1-"
+        f"{texts.words:,} training words in {chapters} chapters; evaluation {args.eval_book} 1-"
         f"{args.eval_chapters}: {sum(count_words(p) for p in held_out_paragraphs):,} words",
         flush=True,
     )
@@ -250,7 +264,7 @@ def main() -> int:
         "cpu": cpu_class.cpu_model(),
         "threads": {"training": training_threads, "measuring": torch.get_num_threads()},
         "model": report.base["name"],
-        "training_texts": {"book": "Genesis", "chapters": number - 1, "words": texts.words},
+        "training_texts": {"book": "Genesis", "chapters": chapters, "words": texts.words},
         "evaluation_texts": {
             "book": args.eval_book,
             "chapters": args.eval_chapters,

@@ -25,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cpu_class  # noqa: E402  (bench/, the script's own folder)
-from voice_eval import as_paragraphs, chapter, decode_speeds, load_average  # noqa: E402
+from voice_eval import book_paragraphs, decode_speeds, load_average, write_genesis  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results") / "voice_sweep.json"
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -73,19 +73,12 @@ def main() -> int:
         return 2
     work = Path(tempfile.mkdtemp(prefix="penwright-voice-sweep-"))
     os.environ["PENWRIGHT_PROFILE"] = str(work / "profile")
-    from assistant.core.voice_texts import count_words, load_texts, paragraphs, windows
+    from assistant.core.voice_texts import load_texts, windows
     from assistant.engine.voices import TrainingOptions, load_for_training, perplexity, train_voice
 
-    folder = work / "genesis"
-    folder.mkdir()
-    words, number = 0, 1
-    while words < args.words and number <= 50:
-        text = as_paragraphs(chapter("Genesis", number))
-        words += count_words(text)
-        (folder / f"genesis-{number:02d}.txt").write_text(text, encoding="utf-8")
-        number += 1
-    texts = load_texts([folder])
-    exodus = [p for n in range(1, 7) for p in paragraphs(as_paragraphs(chapter("Exodus", n)))]
+    write_genesis(work / "genesis", args.words)
+    texts = load_texts([work / "genesis"])
+    exodus = book_paragraphs("Exodus", 6)
     loaded = load_for_training(device="cpu")
 
     def encode(text: str) -> list[int]:
